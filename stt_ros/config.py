@@ -1,0 +1,175 @@
+"""The one configuration object for a model and its streaming behaviour.
+
+YAML files, CLI flags and ROS parameters all map onto :class:`STTConfig`; its field names,
+defaults and help strings are the single source of truth. Defaults follow the best rows of the
+paper's ablations: T=7 key frames, key windows (s, e, eps) = (1, 5, 1), query neighbourhood r=5,
+query ratio TR=50%.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+ARCHITECTURES = ("bisenet", "pspnet")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+RESIZE_MODES = ("stretch", "letterbox")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which field and what is allowed."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class STTConfig:
+    """Architecture, temporal-transformer hyper-parameters, input size and runtime choices."""
+
+    model: str = _f("stt_bise18", "zoo name (stt_bise18, stt_bise34, stt_psp18, stt_psp101, "
+                    "bise18, bise34, psp18, psp50, psp101); sets backbone and architecture")
+    num_classes: int = _f(19, "number of classes (19 = Cityscapes trainIds, 11 = CamVid)", lo=1, hi=255)
+    # --- Sparse Temporal Transformer ---
+    key_frames: int = _f(7, "T: number of previous frames in the ring buffer", lo=1, hi=32)
+    key_window_start: int = _f(1, "s: key-window half-width for the nearest key frame", lo=0, hi=64)
+    key_window_end: int = _f(5, "e: largest key-window half-width", lo=0, hi=64)
+    key_window_step: int = _f(1, "eps: half-width growth per frame of distance", lo=0, hi=64)
+    query_radius: int = _f(5, "r: side of the r x r neighbourhood scored by query selection (odd, >= 3)",
+                           lo=3, hi=15)
+    query_ratio: float = _f(0.5, "TR: fraction of positions refined by temporal attention (0..1)",
+                            lo=0.0, hi=1.0)
+    query_tiles: int = _f(0, "query selection runs top-k per horizontal band of rows so no single "
+                          "top-k exceeds 3840 (TensorRT); 0 = as few bands as that allows", lo=0, hi=1024)
+    attn_dim: int = _f(32, "key/query/value projection width of the temporal transformer", lo=8, hi=1024)
+    attn_heads: int = _f(2, "attention heads (attn_dim must be divisible by it)", lo=1, hi=64)
+    # --- input ---
+    input_height: int = _f(512, "network input height (multiple of 32)", lo=32, hi=4096)
+    input_width: int = _f(1024, "network input width (multiple of 32)", lo=32, hi=8192)
+    resize_mode: str = _f("stretch", "how camera images reach the network size: stretch or letterbox",
+                          choices=RESIZE_MODES)
+    mean: tuple[float, float, float] = _f((0.485, 0.456, 0.406), "per-channel RGB mean (0..1 scale)")
+    std: tuple[float, float, float] = _f((0.229, 0.224, 0.225), "per-channel RGB std (0..1 scale)")
+    # --- runtime ---
+    backend: str = _f("torch", "inference backend: torch, onnxruntime or tensorrt", choices=BACKENDS)
+    precision: str = _f("fp32", "fp32, fp16 or int8 (int8 for tensorrt only)", choices=PRECISIONS)
+    device: str = _f("cpu", "torch device: cpu, cuda, cuda:1 ...")
+    weights: str = _f("", "path to a .safetensors checkpoint; empty = random initialisation")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def temporal(self) -> bool:
+        """True for STT models, False for per-frame baselines."""
+        from stt_ros.model.zoo import MODEL_SPECS
+
+        return MODEL_SPECS[self.model].temporal
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        from stt_ros.model.zoo import MODEL_NAMES  # local: zoo imports config
+
+        if self.model not in MODEL_NAMES:
+            raise ConfigError(f"model={self.model!r} is not a zoo model; choose one of {', '.join(MODEL_NAMES)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if "choices" in meta and value not in meta["choices"]:
+                raise ConfigError(f"{f.name}={value!r} is not allowed; choose one of {', '.join(meta['choices'])}")
+            if "lo" in meta:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(f"{f.name}={value!r} must be a number")
+                if f.type == "int" and not isinstance(value, int):
+                    raise ConfigError(f"{f.name}={value!r} must be an integer")
+                if not meta["lo"] <= value <= meta["hi"]:
+                    raise ConfigError(f"{f.name}={value} is out of range [{meta['lo']}, {meta['hi']}]")
+        if self.query_radius % 2 == 0:
+            raise ConfigError(f"query_radius={self.query_radius} must be odd (the window is centred on the query)")
+        if self.key_window_end < self.key_window_start:
+            raise ConfigError(f"key_window_end={self.key_window_end} must be >= key_window_start="
+                              f"{self.key_window_start}")
+        if self.attn_dim % self.attn_heads:
+            raise ConfigError(f"attn_dim={self.attn_dim} is not divisible by attn_heads={self.attn_heads}")
+        for name in ("input_height", "input_width"):
+            if getattr(self, name) % 32:
+                raise ConfigError(f"{name}={getattr(self, name)} must be a multiple of 32 (the backbone's stride)")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if len(v) != 3 or not all(isinstance(x, (int, float)) for x in v):
+                raise ConfigError(f"{name}={v!r} must be three numbers (R, G, B)")
+        if any(x <= 0 for x in self.std):
+            raise ConfigError(f"std={self.std!r} must be positive")
+        if self.precision == "int8" and self.backend != "tensorrt":
+            raise ConfigError("precision=int8 needs backend=tensorrt")
+
+    # ------------------------------------------------------------------ mapping
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> STTConfig:
+        """Build from a mapping; unknown keys are an error naming them (catches typos)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        kw = dict(data)
+        for name in ("mean", "std"):
+            if name in kw:
+                kw[name] = tuple(kw[name])
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> STTConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+
+def load_config(path: str) -> STTConfig:
+    """Read an :class:`STTConfig` from a YAML file (a flat mapping of field names)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
+    return STTConfig.from_dict(data)
+
+
+def to_ros_yaml(config: STTConfig | None = None, node_name: str = "stt_node") -> str:
+    """A ROS 2 --params-file for ``node_name`` holding every config field with its help as a
+    comment (how config/stt.yaml is produced: ``python -m stt_ros.config > config/stt.yaml``)."""
+    import json
+
+    config = config or STTConfig()
+    lines = [
+        "# Parameters of stt_node: every field of stt_ros.config.STTConfig with its default.",
+        "# Generated by `python -m stt_ros.config > config/stt.yaml`; a test keeps it in sync.",
+        f"{node_name}:",
+        "  ros__parameters:",
+    ]
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        lines.append(f"    # {f.metadata['help']}")
+        lines.append(f"    {f.name}: {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(to_ros_yaml(), end="")

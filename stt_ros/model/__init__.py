@@ -1,0 +1,1 @@
+"""Pure PyTorch networks: no ROS, no file or network I/O."""

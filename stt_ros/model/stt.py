@@ -1,0 +1,275 @@
+"""Sparse Temporal Transformer (STT, Li et al., ACM MM 2021).
+
+Queries come from the current frame's 1/8 feature map, keys and values from the T previous
+frames ("memory"). Two selections make it sparse:
+
+* Query selection scores every position by its Neighbouring Similarity Matrix (NSM) over an
+  r x r neighbourhood (itself excluded; neighbours outside the map do not count):
+  ``p_sim = softmax_i(q_i . q)``, ``D_KL = KL(uniform || p_sim) = sum_i u_i log(u_i / p_sim_i)``,
+  ``D_cos = mean_i(1 - cos(q_i, q))``, ``score = D_KL + D_cos``. The TR fraction of positions with
+  the highest score are refined; the others keep their features.
+* Key selection: the k-th nearest previous frame (k = 1 the most recent, i.e. t = T - k + 1)
+  contributes a window of half-width ``l_t = min(s + (T - t) * eps, e)`` centred on the query's
+  position. Windows are **padded** at the borders: positions outside the map are masked out of
+  the softmax (never clamped or duplicated), so a query near the border attends to fewer keys.
+
+Top-k and TensorRT: TensorRT's TopK accepts K <= 3840. Selection therefore runs per horizontal
+band of rows, each band keeping ``round(TR * band_positions)`` positions, with as few bands as keep
+every K <= 3840 (at 1024x2048 input, a 128x256 map: 5 bands of 25-26 rows). This differs from one
+global top-k in that every band gets exactly its share: a band with many boundaries cannot take
+slots from a flat one. With a single band (K <= 3840 overall) it is the global top-k.
+
+Memory layout: the keys and values of one frame are computed once (:meth:`project_memory`) as
+``(B, heads, H*W, 2 * head_dim)`` (key then value per position), which is what the runtime's ring
+buffer stores. ``forward`` takes a memory tensor ``(B, S, heads, H*W, 2 * head_dim)`` and the slot
+indices of the frames to use, nearest first; fewer than T frames (while the buffer fills) use
+the windows of the nearest ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: TensorRT's TopK limit (K <= 3840).
+TOPK_LIMIT = 3840
+
+
+def key_half_widths(key_frames: int, start: int, end: int, step: int) -> list[int]:
+    """Half-widths nearest first: element k-1 is l_t for t = T - k + 1, l_t = min(s + (T-t)*eps, e)."""
+    return [min(start + (k - 1) * step, end) for k in range(1, key_frames + 1)]
+
+
+def key_window_offsets(half_widths: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Offsets (dy, dx) and frame index k (0 = nearest) of every key a query attends to.
+
+    One entry per key: frame k contributes its (2 l_k + 1)^2 window. ``len`` of the result is the
+    paper's "key size" per query.
+    """
+    dys, dxs, ks = [], [], []
+    for k, half in enumerate(half_widths):
+        r = torch.arange(-half, half + 1)
+        dy, dx = torch.meshgrid(r, r, indexing="ij")
+        dys.append(dy.reshape(-1))
+        dxs.append(dx.reshape(-1))
+        ks.append(torch.full((dy.numel(),), k))
+    return torch.cat(dys), torch.cat(dxs), torch.cat(ks)
+
+
+def key_size(half_widths: Sequence[int]) -> int:
+    """Number of keys per query for a window schedule."""
+    return int(key_window_offsets(half_widths)[0].numel())
+
+
+def window_keys(height: int, width: int, half_widths: Sequence[int],
+                positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Keys of the queries at flat ``positions`` (N,) of a (height, width) map.
+
+    Returns ``pos (N, K) int64`` (flat key position, clamped into the map so it is always a valid
+    index), ``inside (N, K) bool`` (False for window positions outside the map: padding, masked
+    out of the attention) and ``frame (K,) int64`` (the key's frame, 0 = nearest).
+    """
+    dy, dx, frame = key_window_offsets(half_widths)
+    ys, xs = (positions // width)[:, None], (positions % width)[:, None]
+    ky, kx = ys + dy[None], xs + dx[None]
+    inside = (ky >= 0) & (ky < height) & (kx >= 0) & (kx < width)
+    pos = ky.clamp(0, height - 1) * width + kx.clamp(0, width - 1)
+    return pos, inside, frame
+
+
+@lru_cache(maxsize=16)
+def key_index_table(height: int, width: int, half_widths: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`window_keys` for every position of the map, cached per map size and schedule."""
+    return window_keys(height, width, half_widths, torch.arange(height * width))
+
+
+def query_bands(height: int, width: int, ratio: float, bands: int = 0,
+                limit: int = TOPK_LIMIT) -> list[tuple[int, int, int]]:
+    """Row bands for query selection: ``[(row_start, row_end, k), ...]`` with every k <= limit.
+
+    ``bands=0`` picks the fewest bands that satisfy the limit; rows are split as evenly as possible.
+    """
+    if ratio <= 0:
+        return []
+    if bands <= 0:
+        bands = 1
+        while bands < height and round(ratio * math.ceil(height / bands) * width) > limit:
+            bands += 1
+    bands = min(bands, height)
+    edges = [round(i * height / bands) for i in range(bands + 1)]
+    out = []
+    for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
+        k = min(max(round(ratio * (r1 - r0) * width), 1), (r1 - r0) * width)
+        if k > limit:
+            raise ValueError(f"query selection needs top-k of {k} > {limit} in rows {r0}..{r1} of a "
+                             f"{height}x{width} map; use more query_tiles or a smaller query_ratio")
+        out.append((r0, r1, k))
+    return out
+
+
+def nsm_score(q: Tensor, radius: int) -> Tensor:
+    """NSM query-selection score ``D_KL + D_cos`` for every position.
+
+    ``q``: (B, C, H, W) query features; ``radius``: side r of the r x r neighbourhood (odd).
+    Neighbours outside the map are excluded (a border position has fewer neighbours).
+    Returns (B, H, W).
+    """
+    b, c, h, w = q.shape
+    p = radius // 2
+    qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    q_pad = F.pad(q, (p, p, p, p))
+    qn_pad = F.pad(qn, (p, p, p, p))
+    inside = F.pad(q.new_ones(1, 1, h, w), (p, p, p, p))
+    dots, coss, valid = [], [], []
+    for dy in range(radius):
+        for dx in range(radius):
+            if dy == p and dx == p:
+                continue
+            dots.append((q * q_pad[:, :, dy:dy + h, dx:dx + w]).sum(1))
+            coss.append((qn * qn_pad[:, :, dy:dy + h, dx:dx + w]).sum(1))
+            valid.append(inside[:, 0, dy:dy + h, dx:dx + w])
+    dot = torch.stack(dots, 1)  # (B, n, H, W)
+    cos = torch.stack(coss, 1)
+    ok = torch.stack(valid, 1) > 0  # (1, n, H, W)
+    n = ok.sum(1).to(q.dtype)  # neighbours per position
+    lse = dot.masked_fill(~ok, float("-inf")).logsumexp(1)
+    mean_dot = (dot * ok).sum(1) / n
+    d_kl = lse - mean_dot - torch.log(n)  # sum_i u log(u / p_i) with u = 1/n
+    d_cos = ((1 - cos) * ok).sum(1) / n
+    return d_kl + d_cos
+
+
+def select_queries(score: Tensor, bands: Sequence[tuple[int, int, int]]) -> Tensor:
+    """Flat positions (B, N) of the selected queries, sorted ascending (raster order)."""
+    b, h, w = score.shape
+    flat = score.reshape(b, h * w)
+    picks = [flat[:, r0 * w:r1 * w].topk(k, dim=1, sorted=False).indices + r0 * w for r0, r1, k in bands]
+    return torch.cat(picks, 1).sort(dim=1).values
+
+
+class SparseTemporalTransformer(nn.Module):
+    """The STT module: refines a (B, C, H, W) feature map with attention into past frames.
+
+    Parameters mirror :class:`stt_ros.config.STTConfig` (``key_frames`` T, window schedule
+    s/e/eps, ``query_radius`` r, ``query_ratio`` TR, ``attn_dim``, ``heads``, ``query_bands``).
+    """
+
+    def __init__(self, channels: int, key_frames: int = 7, window_start: int = 1, window_end: int = 5,
+                 window_step: int = 1, query_radius: int = 5, query_ratio: float = 0.5, attn_dim: int = 32,
+                 heads: int = 2, query_bands: int = 0, chunk: int = 32) -> None:
+        super().__init__()
+        if attn_dim % heads:
+            raise ValueError(f"attn_dim={attn_dim} is not divisible by heads={heads}")
+        if query_radius < 3 or query_radius % 2 == 0:
+            raise ValueError(f"query_radius={query_radius} must be odd and >= 3")
+        if not 0.0 <= query_ratio <= 1.0:
+            raise ValueError(f"query_ratio={query_ratio} must lie in [0, 1]")
+        self.channels = channels
+        self.key_frames = key_frames
+        self.half_widths = tuple(key_half_widths(key_frames, window_start, window_end, window_step))
+        self.query_radius = query_radius
+        self.query_ratio = float(query_ratio)
+        self.query_bands = query_bands
+        self.heads = heads
+        self.head_dim = attn_dim // heads
+        self.chunk = chunk
+        self.q_proj = nn.Conv2d(channels, attn_dim, 1)
+        self.kv_proj = nn.Conv2d(channels, 2 * attn_dim, 1)
+        self.out_proj = nn.Linear(attn_dim, channels)
+
+    # ------------------------------------------------------------------ memory
+    def project_memory(self, feat: Tensor) -> Tensor:
+        """Keys and values of one frame, computed once: (B, heads, H*W, 2*head_dim)."""
+        b, _, h, w = feat.shape
+        kv = self.kv_proj(feat).view(b, 2, self.heads, self.head_dim, h * w)
+        return kv.permute(0, 2, 4, 1, 3).reshape(b, self.heads, h * w, 2 * self.head_dim)
+
+    def memory_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """Shape of one frame's memory for a (height, width) feature map, batch dimension excluded."""
+        return self.heads, height * width, 2 * self.head_dim
+
+    # ------------------------------------------------------------------ selection
+    def select(self, q: Tensor) -> Tensor:
+        """Selected query positions (B, N) for query features (B, d, H, W)."""
+        b, _, h, w = q.shape
+        if self.query_ratio >= 1.0:
+            return torch.arange(h * w, device=q.device).expand(b, h * w)
+        bands = query_bands(h, w, self.query_ratio, self.query_bands)
+        return select_queries(nsm_score(q, self.query_radius), bands)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, feat: Tensor, memory: Tensor, order: Sequence[int]) -> Tensor:
+        """Refine ``feat`` (B, C, H, W) with attention into ``memory`` (B, S, heads, H*W, 2*head_dim).
+
+        ``order``: slot indices into memory's S axis of the past frames to use, nearest first
+        (at most T; empty returns ``feat`` unchanged). Frame k of ``order`` gets the k-th window.
+        """
+        n_frames = min(len(order), self.key_frames)
+        if n_frames == 0 or self.query_ratio <= 0.0:
+            return feat
+        b, c, h, w = feat.shape
+        hw = h * w
+        q = self.q_proj(feat)
+        sel = self.select(q)  # (B, N)
+        n_sel = sel.shape[1]
+        q = q.view(b, self.heads, self.head_dim, hw)
+        q_sel = q.gather(3, sel[:, None, None, :].expand(b, self.heads, self.head_dim, n_sel))
+        q_sel = q_sel.permute(0, 3, 1, 2) * self.head_dim ** -0.5  # (B, N, heads, hd)
+
+        halves = self.half_widths[:n_frames]
+        pos, inside, frame = key_index_table(h, w, halves)
+        pos, inside, frame = pos.to(feat.device), inside.to(feat.device), frame.to(feat.device)
+        s = memory.shape[1]
+        slots = torch.as_tensor(list(order[:n_frames]), device=feat.device)
+        # row of memory.view(-1, 2*hd) for (batch, slot, head, position)
+        head_off = torch.arange(self.heads, device=feat.device) * hw  # (heads,)
+        col_off = (slots[frame] * self.heads * hw)[None, :] + head_off[:, None]  # (heads, K)
+        batch_off = torch.arange(b, device=feat.device) * (s * self.heads * hw)
+        mem = memory.reshape(-1, 2 * self.head_dim)
+
+        out = q_sel.new_empty(b * n_sel, self.heads, self.head_dim)
+        qf = q_sel.reshape(b * n_sel, self.heads, 1, self.head_dim)
+        selp = sel.reshape(-1)
+        bidx = torch.arange(b, device=feat.device).repeat_interleave(n_sel)
+        hd = self.head_dim
+        for i in range(0, b * n_sel, self.chunk):
+            p = selp[i:i + self.chunk]
+            m = p.numel()
+            # rows of memory.view(-1, 2*hd) for (query, head, key): (m, heads, K)
+            rows = pos[p][:, None, :] + col_off[None] + batch_off[bidx[i:i + m]][:, None, None]
+            kv = mem.index_select(0, rows.reshape(-1)).view(m, self.heads, -1, 2 * hd)
+            logits = torch.matmul(qf[i:i + m], kv[..., :hd].transpose(-1, -2))  # (m, heads, 1, K)
+            attn = logits.masked_fill_(~inside[p][:, None, None, :], float("-inf")).softmax(-1)
+            out[i:i + m] = torch.matmul(attn, kv[..., hd:]).squeeze(2)
+        upd = self.out_proj(out.reshape(b, n_sel, self.heads * self.head_dim))  # (B, N, C)
+        return feat.reshape(b, c, hw).scatter_add(2, sel[:, None, :].expand(b, c, n_sel),
+                                                  upd.transpose(1, 2)).view(b, c, h, w)
+
+
+def dense_temporal_attention(stt: SparseTemporalTransformer, feat: Tensor, memory: Tensor,
+                             order: Sequence[int], chunk: int = 1024) -> Tensor:
+    """Reference: every position is a query and attends to every key of every used frame.
+
+    Same projections and residual merge as ``stt``; no query or key selection. Queries are
+    processed in chunks so memory stays bounded. For tests and the ablation benchmark.
+    """
+    n_frames = min(len(order), stt.key_frames)
+    if n_frames == 0:
+        return feat
+    b, c, h, w = feat.shape
+    hw, hd = h * w, stt.head_dim
+    q = stt.q_proj(feat).view(b, stt.heads, hd, hw).permute(0, 1, 3, 2) * hd ** -0.5  # (B, heads, HW, hd)
+    kv = memory[:, list(order[:n_frames])]  # (B, n, heads, HW, 2hd)
+    kv = kv.permute(0, 2, 1, 3, 4).reshape(b, stt.heads, n_frames * hw, 2 * hd)
+    k, v = kv[..., :hd], kv[..., hd:]
+    outs = []
+    for i in range(0, hw, chunk):
+        attn = torch.matmul(q[:, :, i:i + chunk], k.transpose(-1, -2)).softmax(-1)
+        outs.append(torch.matmul(attn, v))
+    out = torch.cat(outs, 2).permute(0, 2, 1, 3).reshape(b, hw, stt.heads * hd)
+    return feat + stt.out_proj(out).transpose(1, 2).reshape(b, c, h, w)

@@ -1,0 +1,248 @@
+"""Sparse Temporal Transformer: key selection, query selection (NSM), attention, dense reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stt_ros.model.stt import (
+    TOPK_LIMIT,
+    SparseTemporalTransformer,
+    dense_temporal_attention,
+    key_half_widths,
+    key_index_table,
+    key_size,
+    nsm_score,
+    query_bands,
+    select_queries,
+    window_keys,
+)
+
+# The seed's ablation table: (s, e, eps) -> key size per query, T = 7 on a 64x128 feature map.
+SEED_KEY_SIZES = [((1, 5, 1), 527), ((2, 5, 1), 639), ((3, 5, 1), 735), ((1, 3, 1), 279),
+                  ((1, 7, 1), 679), ((1, 5, 2), 663), ((1, 5, 3), 695)]
+
+
+@pytest.mark.parametrize(("schedule", "expected"), SEED_KEY_SIZES)
+def test_key_size_matches_seed_table(schedule: tuple[int, int, int], expected: int) -> None:
+    halves = key_half_widths(7, *schedule)
+    assert key_size(halves) == expected
+    pos, inside, frame = key_index_table(64, 128, tuple(halves))
+    assert pos.shape == (64 * 128, expected)
+    # a query away from the borders sees every key of its windows
+    centre = 32 * 128 + 64
+    assert int(inside[centre].sum()) == expected
+    # nearest frame (k = 0) has the smallest window, of half-width s
+    assert int((frame == 0).sum()) == (2 * schedule[0] + 1) ** 2
+
+
+def test_dense_key_size_is_every_position_of_every_frame() -> None:
+    halves = (127,) * 7  # windows covering the whole 64x128 map from any query
+    queries = torch.tensor([0, 5 * 128 + 7, 64 * 128 - 1])  # two corners and one inner position
+    pos, inside, frame = window_keys(64, 128, halves, queries)
+    counts = inside.sum(1)
+    assert int(counts.min()) == int(counts.max()) == 7 * 64 * 128 == 57344
+    for q in range(len(queries)):  # each in-map key of a frame appears exactly once per query
+        for k in range(7):
+            keys = pos[q][inside[q] & (frame == k)]
+            assert keys.unique().numel() == keys.numel() == 64 * 128
+
+
+def test_half_widths_nearest_first() -> None:
+    # l_t = min(s + (T - t) * eps, e) with t = T the most recent: listed nearest first
+    assert key_half_widths(7, 1, 5, 1) == [1, 2, 3, 4, 5, 5, 5]
+    assert key_half_widths(7, 1, 5, 3) == [1, 4, 5, 5, 5, 5, 5]
+    assert key_half_widths(3, 2, 9, 0) == [2, 2, 2]
+
+
+def test_borders_are_padded_not_clamped() -> None:
+    pos, inside, frame = key_index_table(8, 10, (2,))
+    corner = inside[0].view(5, 5)  # query at (0, 0): only the lower-right 3x3 of its window is inside
+    assert corner.sum() == 9 and corner[2:, 2:].all()
+    assert set(pos[0][inside[0]].tolist()) == {y * 10 + x for y in range(3) for x in range(3)}
+
+
+def nsm_numpy(q: np.ndarray, r: int) -> np.ndarray:
+    """Direct per-position computation of D_KL(uniform || p_sim) + D_cos."""
+    c, h, w = q.shape
+    p = r // 2
+    out = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            centre = q[:, y, x]
+            nbrs = [q[:, yy, xx] for yy in range(y - p, y + p + 1) for xx in range(x - p, x + p + 1)
+                    if (yy, xx) != (y, x) and 0 <= yy < h and 0 <= xx < w]
+            nb = np.stack(nbrs)
+            dots = nb @ centre
+            p_sim = np.exp(dots - dots.max())
+            p_sim /= p_sim.sum()
+            u = np.full(len(nbrs), 1 / len(nbrs))
+            kl = float(np.sum(u * np.log(u / p_sim)))
+            cos = nb @ centre / (np.linalg.norm(nb, axis=1) * np.linalg.norm(centre))
+            out[y, x] = kl + float(np.mean(1 - cos))
+    return out
+
+
+@pytest.mark.parametrize("r", [3, 5])
+def test_nsm_matches_numpy(r: int) -> None:
+    g = torch.Generator().manual_seed(r)
+    q = torch.randn(2, 6, 7, 9, generator=g, dtype=torch.float64)
+    got = nsm_score(q, r)
+    for b in range(2):
+        np.testing.assert_allclose(got[b].numpy(), nsm_numpy(q[b].numpy(), r), rtol=1e-9, atol=1e-9)
+    assert (got >= -1e-9).all()  # KL >= 0 and cosine distance >= 0
+
+
+def two_region_features(c: int = 16, h: int = 16, w: int = 32, split: int = 13) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(c, generator=g), torch.randn(c, generator=g)
+    feat = torch.empty(1, c, h, w)
+    feat[..., :split] = a[:, None, None]
+    feat[..., split:] = b[:, None, None]
+    return feat
+
+
+def test_selected_queries_lie_on_the_boundary() -> None:
+    r, split, w = 5, 13, 32
+    feat = two_region_features(split=split, w=w)
+    score = nsm_score(feat, r)[0]
+    cols = torch.arange(w)
+    near = ((cols - split).abs() <= r // 2) | ((cols - (split - 1)).abs() <= r // 2)
+    assert torch.allclose(score[:, ~near], torch.zeros(()), atol=1e-5)  # flat regions score 0
+    assert (score[:, (cols == split) | (cols == split - 1)] > 1e-3).all()
+    # through the module (query projection included): every selected query is on the boundary
+    stt = SparseTemporalTransformer(16, query_ratio=0.1, attn_dim=8)
+    with torch.no_grad():
+        sel = stt.select(stt.q_proj(feat))[0]
+    xs = sel % w
+    assert sel.numel() == round(0.1 * 16 * w)
+    assert ((xs - split).abs() <= r // 2).logical_or((xs - (split - 1)).abs() <= r // 2).all(), xs.tolist()
+
+
+def test_query_bands_respect_tensorrt_topk_limit() -> None:
+    bands = query_bands(128, 256, 0.5)  # 1024x2048 input
+    assert len(bands) == 5 and all(k <= TOPK_LIMIT for _, _, k in bands)
+    assert bands[0][0] == 0 and bands[-1][1] == 128
+    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False))
+    assert abs(sum(k for *_, k in bands) - 0.5 * 128 * 256) <= len(bands)
+    assert query_bands(64, 128, 0.5) == [(0, 32, 2048), (32, 64, 2048)]
+    assert query_bands(32, 64, 0.5) == [(0, 32, 1024)]  # one band: the global top-k
+    assert query_bands(64, 128, 0.0) == []
+    with pytest.raises(ValueError, match="top-k"):
+        query_bands(4, 10000, 1.0, bands=4)
+
+
+def test_band_selection_takes_each_bands_share() -> None:
+    score = torch.zeros(1, 8, 10)
+    score[0, :4] = torch.rand(4, 10) + 10  # the top band scores far higher
+    sel = select_queries(score, query_bands(8, 10, 0.5, bands=2))[0]
+    rows = sel // 10
+    assert (rows < 4).sum() == 20 and (rows >= 4).sum() == 20
+    global_top = score.reshape(-1).topk(40).indices.sort().values
+    assert int((global_top // 10 < 4).sum()) == 40  # one global top-k would take the top band only
+    assert torch.equal(select_queries(score, query_bands(8, 10, 0.5, bands=1))[0], global_top)
+    assert torch.equal(sel, sel.sort().values)  # raster order
+
+
+def make_memory(stt: SparseTemporalTransformer, frames: int, c: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(frames, c, h, w, generator=g)
+    return stt.project_memory(feats)[None]  # (1, frames, heads, HW, 2hd)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1], [1, 2]])
+def test_sparse_with_covering_windows_equals_dense(order: list[int]) -> None:
+    torch.manual_seed(0)
+    c, h, w = 12, 6, 9
+    stt = SparseTemporalTransformer(c, key_frames=3, window_start=9, window_end=9, query_ratio=1.0,
+                                    attn_dim=8, heads=2, chunk=7).double().eval()
+    feat = torch.randn(1, c, h, w, dtype=torch.float64)
+    with torch.no_grad():
+        memory = make_memory(stt.float(), 3, c, h, w).double()
+        stt.double()
+        sparse = stt(feat, memory, order)
+        dense = dense_temporal_attention(stt, feat, memory, order)
+    assert not torch.allclose(sparse, feat)  # attention changed the features
+    torch.testing.assert_close(sparse, dense, rtol=1e-10, atol=1e-10)
+
+
+def test_sparse_windows_match_brute_force() -> None:
+    """TR=1 with real windows equals an explicit per-query loop over each frame's padded window."""
+    torch.manual_seed(3)
+    c, h, w, t = 10, 7, 9, 3
+    stt = SparseTemporalTransformer(c, key_frames=t, window_start=1, window_end=2, window_step=1,
+                                    query_ratio=1.0, attn_dim=8, heads=2).double().eval()
+    feat = torch.randn(1, c, h, w, dtype=torch.float64)
+    memory = make_memory(stt.float(), t, c, h, w).double()
+    stt.double()
+    order = [2, 0, 1]  # slot 2 is the nearest frame
+    with torch.no_grad():
+        got = stt(feat, memory, order)
+        q = stt.q_proj(feat)[0].reshape(stt.heads, stt.head_dim, h * w)
+        expected = feat.clone()
+        for y in range(h):
+            for x in range(w):
+                heads_out = []
+                for hh in range(stt.heads):
+                    keys, vals = [], []
+                    for k, slot in enumerate(order):
+                        half = stt.half_widths[k]
+                        for yy in range(y - half, y + half + 1):
+                            for xx in range(x - half, x + half + 1):
+                                if 0 <= yy < h and 0 <= xx < w:
+                                    row = memory[0, slot, hh, yy * w + xx]
+                                    keys.append(row[:stt.head_dim])
+                                    vals.append(row[stt.head_dim:])
+                    kk, vv = torch.stack(keys), torch.stack(vals)
+                    logits = kk @ q[hh, :, y * w + x] / math.sqrt(stt.head_dim)
+                    heads_out.append(logits.softmax(0) @ vv)
+                expected[0, :, y, x] += stt.out_proj(torch.cat(heads_out))
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_unselected_positions_keep_their_features() -> None:
+    torch.manual_seed(0)
+    c, h, w = 16, 8, 12
+    stt = SparseTemporalTransformer(c, key_frames=2, query_ratio=0.25, attn_dim=8).eval()
+    feat = torch.randn(1, c, h, w)
+    memory = make_memory(stt, 2, c, h, w)
+    with torch.no_grad():
+        out = stt(feat, memory, [0, 1])
+        sel = stt.select(stt.q_proj(feat))[0]
+    changed = (out - feat).abs().sum(1).reshape(-1) > 0
+    assert set(changed.nonzero().flatten().tolist()) == set(sel.tolist())
+    assert sel.numel() == round(0.25 * h * w)
+
+
+def test_no_frames_or_zero_ratio_is_identity() -> None:
+    stt = SparseTemporalTransformer(8, attn_dim=8).eval()
+    feat = torch.randn(1, 8, 4, 6)
+    memory = make_memory(stt, 7, 8, 4, 6)
+    assert stt(feat, memory, []) is feat
+    stt.query_ratio = 0.0
+    assert stt(feat, memory, [0, 1]) is feat
+
+
+def test_batch_items_use_their_own_memory() -> None:
+    torch.manual_seed(0)
+    c, h, w = 8, 5, 6
+    stt = SparseTemporalTransformer(c, key_frames=2, attn_dim=8).eval()
+    feat = torch.randn(2, c, h, w)
+    memory = torch.cat([make_memory(stt, 2, c, h, w, seed=1), make_memory(stt, 2, c, h, w, seed=2)])
+    with torch.no_grad():
+        both = stt(feat, memory, [1, 0])
+        first = stt(feat[:1], memory[:1], [1, 0])
+        second = stt(feat[1:], memory[1:], [1, 0])
+    torch.testing.assert_close(both, torch.cat([first, second]))
+
+
+def test_invalid_parameters_raise() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        SparseTemporalTransformer(8, attn_dim=10, heads=3)
+    with pytest.raises(ValueError, match="odd"):
+        SparseTemporalTransformer(8, query_radius=4)
+    with pytest.raises(ValueError, match="query_ratio"):
+        SparseTemporalTransformer(8, query_ratio=1.5)

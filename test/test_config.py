@@ -1,0 +1,49 @@
+"""STTConfig: defaults from the paper, validation with clear messages, YAML mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stt_ros.config import ConfigError, STTConfig, load_config
+
+
+def test_defaults_are_the_papers_best_rows() -> None:
+    cfg = STTConfig()
+    assert (cfg.key_frames, cfg.key_window_start, cfg.key_window_end, cfg.key_window_step) == (7, 1, 5, 1)
+    assert (cfg.query_radius, cfg.query_ratio) == (5, 0.5)
+    assert cfg.model == "stt_bise18" and cfg.temporal and not cfg.replace(model="bise18").temporal
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"model": "stt_bise50"}, "not a zoo model"),
+    ({"query_radius": 4}, "odd"),
+    ({"query_ratio": 1.5}, "out of range"),
+    ({"input_height": 500}, "multiple of 32"),
+    ({"attn_dim": 30, "attn_heads": 4}, "divisible"),
+    ({"backend": "tflite"}, "choose one of"),
+    ({"key_window_start": 4, "key_window_end": 2}, "key_window_end"),
+    ({"key_frames": 2.5}, "integer"),
+    ({"precision": "int8"}, "tensorrt"),
+    ({"std": (0.2, 0.0, 0.2)}, "positive"),
+])
+def test_invalid_values_name_the_field(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        STTConfig(**change)
+
+
+def test_yaml_roundtrip_and_unknown_keys(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model: stt_psp18\nquery_ratio: 0.25\nmean: [0.5, 0.5, 0.5]\n")
+    cfg = load_config(str(path))
+    assert cfg.model == "stt_psp18" and cfg.query_ratio == 0.25 and cfg.mean == (0.5, 0.5, 0.5)
+    assert STTConfig.from_dict(cfg.to_dict()) == cfg
+    path.write_text("modle: stt_psp18\n")
+    with pytest.raises(ConfigError, match="unknown config key.*modle"):
+        load_config(str(path))
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(str(tmp_path / "missing.yaml"))
