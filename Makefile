@@ -20,7 +20,7 @@ test: setup
 	STT_REQUIRE_ROS=1 $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: setup
-	ROS_DOMAIN_ID=$(DEMO_DOMAIN) $(PY) -m stt_ros.demo
+	ROS_DOMAIN_ID=$(DEMO_DOMAIN) $(PY) -m stt_ros.ros.demo
 
 bench: setup
 	$(PY) bench/bench_stt_step.py

@@ -53,11 +53,11 @@ if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$build_hash" ] || \
    ! "$V/bin/python" -c 'import stt_ros.msg' >/dev/null 2>&1; then
   export CMAKE_PREFIX_PATH=$V AMENT_PREFIX_PATH=$V
   export PATH=$V/bin:$PATH
-  cmake -S . -B build -Wno-dev -DCMAKE_PREFIX_PATH="$V" -DCMAKE_INSTALL_PREFIX="$V" \
+  cmake -S . -B build/cmake -Wno-dev -DCMAKE_PREFIX_PATH="$V" -DCMAKE_INSTALL_PREFIX="$V" \
     -DPython3_EXECUTABLE="$V/bin/python" -DAMENT_CMAKE_SYMLINK_INSTALL=ON -DBUILD_TESTING=OFF \
     > build.log 2>&1 || { tail -30 build.log >&2; echo "setup: cmake configure failed (full log: build.log)" >&2; exit 1; }
-  cmake --build build -j2 >> build.log 2>&1 || { tail -30 build.log >&2; echo "setup: build failed (build.log)" >&2; exit 1; }
-  cmake --install build >> build.log 2>&1 || { tail -30 build.log >&2; echo "setup: install failed (build.log)" >&2; exit 1; }
+  cmake --build build/cmake -j2 >> build.log 2>&1 || { tail -30 build.log >&2; echo "setup: build failed (build.log)" >&2; exit 1; }
+  cmake --install build/cmake >> build.log 2>&1 || { tail -30 build.log >&2; echo "setup: install failed (build.log)" >&2; exit 1; }
   echo "$build_hash" > "$STAMPS/build"
   did+=("built and installed stt_ros (TemporalConsistency message, symlinked Python package) into .venv")
 fi
