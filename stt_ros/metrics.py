@@ -1,0 +1,179 @@
+"""Accuracy (mIoU from a confusion matrix) and temporal consistency (flow-warped agreement).
+
+Shared by the node (online TC per frame), training/evaluation and bag evaluation, so every place
+reports the same numbers. TC follows ETC (Liu et al., ECCV 2020) as the STT paper does: the
+prediction of the previous frame is warped onto the current one with optical flow and compared
+with the current prediction; over a sequence, intersections and unions are summed over all
+consecutive pairs before dividing. Class ids are warped with nearest sampling (never
+interpolated); pixels whose flow points outside the previous frame are not compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+IGNORE = 255
+
+
+def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_index: int = IGNORE,
+                     valid: np.ndarray | None = None) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts, rows = label, columns = prediction.
+
+    Pixels labelled ``ignore_index`` (or any id >= num_classes), or outside ``valid``, are skipped.
+    A predicted id outside [0, num_classes) is an error (it would belong to no class).
+    """
+    if pred.shape != label.shape:
+        raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
+    keep = (label != ignore_index) & (label < num_classes)
+    if valid is not None:
+        keep &= valid
+    p = pred[keep].astype(np.int64)
+    t = label[keep].astype(np.int64)
+    if p.size and (p.min() < 0 or p.max() >= num_classes):
+        raise ValueError(f"predicted class ids must lie in [0, {num_classes}), found {p.min()}..{p.max()}")
+    cm = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+    return cm.reshape(num_classes, num_classes)
+
+
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
+    """IoU of every class; NaN for classes absent from both labels and predictions."""
+    inter = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, np.nan)
+
+
+def mean_iou(cm: np.ndarray) -> float:
+    """Mean IoU over classes present in labels or predictions (NaN when there are none)."""
+    iou = iou_per_class(cm)
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+class ConfusionMatrix:
+    """Accumulates a confusion matrix over many frames."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.matrix = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, pred: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.matrix += confusion_matrix(pred, label, self.num_classes, self.ignore_index, valid)
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        self.matrix += other.matrix
+
+    def iou(self) -> np.ndarray:
+        return iou_per_class(self.matrix)
+
+    def miou(self) -> float:
+        return mean_iou(self.matrix)
+
+    def pixel_accuracy(self) -> float:
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix) / total) if total else float("nan")
+
+
+# ---------------------------------------------------------------- temporal consistency
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+
+class FlowEstimator:
+    """Dense optical flow with OpenCV DIS, optionally on downscaled grey images.
+
+    ``backward(prev, cur)`` returns, for every pixel of ``cur``, the displacement to where it was
+    in ``prev`` (so ``prev[y + fy, x + fx]`` is the same scene point), at ``cur``'s size.
+    """
+
+    def __init__(self, preset: str = "ultrafast", scale: float = 1.0) -> None:
+        if preset not in DIS_PRESETS:
+            raise ValueError(f"flow preset {preset!r}: choose one of {', '.join(DIS_PRESETS)}")
+        if not 0 < scale <= 1:
+            raise ValueError(f"flow scale {scale} must lie in (0, 1]")
+        self.preset, self.scale = preset, scale
+        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+
+    @staticmethod
+    def _grey(image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(image) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+    def backward(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        if prev.shape[:2] != cur.shape[:2]:
+            raise ValueError(f"frames differ in size: {prev.shape[:2]} vs {cur.shape[:2]}")
+        h, w = cur.shape[:2]
+        a, b = self._grey(cur), self._grey(prev)
+        if self.scale < 1:
+            size = (max(8, round(w * self.scale)), max(8, round(h * self.scale)))
+            a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+            b = cv2.resize(b, size, interpolation=cv2.INTER_AREA)
+        flow = self._dis.calc(a, b, None)
+        if self.scale < 1:
+            sx, sy = w / a.shape[1], h / a.shape[0]
+            flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
+            flow[..., 0] *= sx
+            flow[..., 1] *= sy
+        return flow
+
+
+def warp_nearest(prev_mask: np.ndarray, flow: np.ndarray, fill: int = IGNORE) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``prev_mask`` onto the current frame with backward ``flow`` (H, W, 2), nearest sampling.
+
+    Returns the warped mask and a bool map of pixels whose source lies inside the previous frame.
+    """
+    h, w = prev_mask.shape
+    if flow.shape != (h, w, 2):
+        raise ValueError(f"flow of shape {flow.shape} does not fit a mask of shape {prev_mask.shape}")
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    valid = (mx > -0.5) & (mx < w - 0.5) & (my > -0.5) & (my < h - 0.5)
+    warped = cv2.remap(prev_mask, mx, my, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=fill)
+    return warped, valid
+
+
+@dataclass
+class Agreement:
+    """Temporal consistency of one frame pair."""
+
+    miou: float  # mean IoU(warped previous, current) over classes present in either (0..1)
+    pixel_agreement: float  # fraction of compared pixels with equal class (0..1)
+    intersection: np.ndarray  # per class, for accumulation over a sequence
+    union: np.ndarray
+
+
+def pair_agreement(prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray, num_classes: int) -> Agreement:
+    """Warp the previous prediction onto the current frame and compare (see module docstring)."""
+    warped, valid = warp_nearest(prev_mask, flow)
+    cm = confusion_matrix(cur_mask, warped, num_classes, IGNORE, valid)
+    inter = np.diag(cm).astype(np.int64)
+    union = (cm.sum(0) + cm.sum(1) - np.diag(cm)).astype(np.int64)
+    total = int(cm.sum())
+    return Agreement(mean_iou(cm), float(inter.sum() / total) if total else float("nan"), inter, union)
+
+
+class TemporalConsistency:
+    """TC over a sequence (ETC / STT papers): per-class intersections and unions summed over all
+    consecutive pairs, then mean IoU over classes that occurred."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.intersection = np.zeros(num_classes, np.int64)
+        self.union = np.zeros(num_classes, np.int64)
+        self.pairs = 0
+
+    def add(self, agreement: Agreement) -> None:
+        self.intersection += agreement.intersection
+        self.union += agreement.union
+        self.pairs += 1
+
+    def update(self, prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray) -> Agreement:
+        a = pair_agreement(prev_mask, cur_mask, flow, self.num_classes)
+        self.add(a)
+        return a
+
+    def value(self) -> float:
+        present = self.union > 0
+        return float((self.intersection[present] / self.union[present]).mean()) if present.any() else float("nan")

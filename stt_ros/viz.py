@@ -1,0 +1,57 @@
+"""Palettes, colourised class masks and overlays (RGB uint8 in and out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+# CamVid's 11 classes in the usual SegNet order, with the dataset's colours.
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "sidewalk", "tree", "sign", "fence", "car", "pedestrian",
+                  "bicyclist")
+CAMVID_COLORS = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (0, 0, 192), (128, 128, 0),
+                 (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
+
+
+def cityscapes_train_classes() -> list[tuple[str, tuple[int, int, int]]]:
+    """(name, colour) of Cityscapes' 19 train classes in trainId order, from cityscapesscripts."""
+    from cityscapesscripts.helpers.labels import labels
+
+    train = sorted((lab.trainId, lab.name, tuple(lab.color)) for lab in labels if 0 <= lab.trainId < 255)
+    return [(name, color) for _, name, color in train]
+
+
+def make_palette(colors: Sequence[Sequence[int]]) -> np.ndarray:
+    """A (256, 3) uint8 lookup table: class id -> colour; ids without a colour are black."""
+    lut = np.zeros((256, 3), np.uint8)
+    arr = np.asarray(colors, dtype=np.int64).reshape(-1, 3)
+    if len(arr) > 256 or arr.min(initial=0) < 0 or arr.max(initial=0) > 255:
+        raise ValueError("a palette holds at most 256 RGB colours with components in 0..255")
+    lut[: len(arr)] = arr
+    return lut
+
+
+def palette(name: str = "cityscapes") -> np.ndarray:
+    """Named palette: ``cityscapes`` (19 trainIds, official colours) or ``camvid`` (11 classes)."""
+    if name == "cityscapes":
+        return make_palette([c for _, c in cityscapes_train_classes()])
+    if name == "camvid":
+        return make_palette(CAMVID_COLORS)
+    raise ValueError(f"unknown palette {name!r}: choose cityscapes or camvid, or give colours")
+
+
+def colorize(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Class-id mask (H, W) uint8 -> RGB (H, W, 3) uint8."""
+    if mask.dtype != np.uint8:
+        raise ValueError(f"mask must be uint8 class ids, got {mask.dtype}")
+    return lut[mask]
+
+
+def overlay(image: np.ndarray, color_mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend ``color_mask`` over ``image`` (both RGB uint8; the mask is resized nearest if needed)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"overlay alpha {alpha} must lie in [0, 1]")
+    if color_mask.shape[:2] != image.shape[:2]:
+        color_mask = cv2.resize(color_mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return cv2.addWeighted(image, 1.0 - alpha, color_mask, alpha, 0.0)

@@ -1,0 +1,97 @@
+"""mIoU and temporal consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stt_ros.metrics import (
+    ConfusionMatrix,
+    FlowEstimator,
+    TemporalConsistency,
+    confusion_matrix,
+    mean_iou,
+    pair_agreement,
+    warp_nearest,
+)
+from stt_ros.viz import colorize, overlay, palette
+
+
+def test_confusion_and_miou_by_hand() -> None:
+    label = np.array([[0, 0, 1, 1], [2, 2, 255, 1]], np.uint8)
+    pred = np.array([[0, 1, 1, 1], [2, 0, 0, 1]], np.uint8)
+    cm = confusion_matrix(pred, label, 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
+    # IoU: class0 1/(2+2-1)=1/3, class1 3/(3+4-3)=3/4, class2 1/(2+1-1)=1/2
+    assert mean_iou(cm) == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    acc = ConfusionMatrix(3)
+    acc.update(pred, label)
+    acc.update(pred, label)
+    assert acc.miou() == pytest.approx(mean_iou(cm)) and acc.pixel_accuracy() == pytest.approx(5 / 7)
+    with pytest.raises(ValueError, match="class ids"):
+        confusion_matrix(np.full((2, 4), 3, np.uint8), label, 3)
+
+
+def test_absent_classes_do_not_count() -> None:
+    cm = confusion_matrix(np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8), 19)
+    assert mean_iou(cm) == 1.0
+
+
+def shifted_scene(dx: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    texture = cv2_blur(rng.integers(0, 256, (96, 160 + 16), dtype=np.uint8))
+    mask = np.zeros((96, 176), np.uint8)
+    mask[:, 40:90] = 3
+    mask[30:60, 100:140] = 7
+    return texture[:, 8 + dx:8 + dx + 160], mask[:, 8 + dx:8 + dx + 160]
+
+
+def cv2_blur(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(img, (5, 5), 1.5)
+
+
+def test_known_flow_gives_full_agreement() -> None:
+    _, prev = shifted_scene(0)
+    _, cur = shifted_scene(3)  # the scene moved 3 px left: cur(x) = prev(x + 3)
+    flow = np.zeros((*cur.shape, 2), np.float32)
+    flow[..., 0] = 3
+    warped, valid = warp_nearest(prev, flow)
+    assert not valid[:, -3:].any() and valid[:, :-3].all()
+    assert (warped[valid] == cur[valid]).all()
+    a = pair_agreement(prev, cur, flow, 19)
+    assert a.miou == 1.0 and a.pixel_agreement == 1.0
+    no_flow = pair_agreement(prev, cur, np.zeros_like(flow), 19)
+    assert no_flow.miou < 1.0
+
+
+def test_dis_flow_recovers_a_translation_and_tc_accumulates() -> None:
+    img0, m0 = shifted_scene(0)
+    img1, m1 = shifted_scene(4)
+    est = FlowEstimator("fast", scale=1.0)
+    flow = est.backward(img0, img1)
+    assert np.median(flow[10:-10, 10:-10, 0]) == pytest.approx(4, abs=0.5)
+    tc = TemporalConsistency(19)
+    a = tc.update(m0, m1, flow)
+    assert a.pixel_agreement > 0.97
+    flipped = m1.copy()
+    flipped[m1 == 7] = 3  # an inconsistent prediction lowers TC
+    b = tc.update(m0, flipped, flow)
+    assert b.miou < a.miou and tc.pairs == 2 and 0 < tc.value() < 1
+    half = FlowEstimator("ultrafast", scale=0.5).backward(img0, img1)
+    assert half.shape == flow.shape and np.median(half[10:-10, 10:-10, 0]) == pytest.approx(4, abs=1.0)
+
+
+def test_palette_colorize_overlay() -> None:
+    lut = palette("cityscapes")
+    assert lut[0].tolist() == [128, 64, 128] and lut[13].tolist() == [0, 0, 142]  # road, car
+    assert palette("camvid")[3].tolist() == [128, 64, 128]
+    mask = np.array([[0, 13], [255, 1]], np.uint8)
+    rgb = colorize(mask, lut)
+    assert rgb.shape == (2, 2, 3) and rgb[1, 0].tolist() == [0, 0, 0]
+    img = np.full((4, 4, 3), 200, np.uint8)
+    out = overlay(img, colorize(np.zeros((2, 2), np.uint8), lut), alpha=0.5)
+    assert out.shape == (4, 4, 3) and out[0, 0].tolist() == [164, 132, 164]
+    with pytest.raises(ValueError):
+        palette("mapillary")
