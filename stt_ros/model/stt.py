@@ -82,10 +82,15 @@ def window_keys(height: int, width: int, half_widths: Sequence[int],
     return pos, inside, frame
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def key_index_table(height: int, width: int, half_widths: tuple[int, ...]) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`window_keys` for every position of the map, cached per map size and schedule."""
-    return window_keys(height, width, half_widths, torch.arange(height * width))
+    """:func:`window_keys` for every position of the map, cached per map size and schedule.
+
+    Positions are stored as int32 (half the memory traffic of int64). Key columns are ordered
+    nearest frame first, so the table for the nearest n frames is a column prefix of this one.
+    """
+    pos, inside, frame = window_keys(height, width, half_widths, torch.arange(height * width))
+    return pos.to(torch.int32), inside, frame
 
 
 def query_bands(height: int, width: int, ratio: float, bands: int = 0,
@@ -121,20 +126,20 @@ def nsm_score(q: Tensor, radius: int) -> Tensor:
     """
     b, c, h, w = q.shape
     p = radius // 2
-    qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    norm = q.norm(dim=1).clamp_min(1e-6)  # (B, H, W)
     q_pad = F.pad(q, (p, p, p, p))
-    qn_pad = F.pad(qn, (p, p, p, p))
-    inside = F.pad(q.new_ones(1, 1, h, w), (p, p, p, p))
-    dots, coss, valid = [], [], []
+    norm_pad = F.pad(norm, (p, p, p, p), value=1.0)
+    inside = F.pad(q.new_ones(1, h, w), (p, p, p, p))
+    dots, nbr_norms, valid = [], [], []
     for dy in range(radius):
         for dx in range(radius):
             if dy == p and dx == p:
                 continue
             dots.append((q * q_pad[:, :, dy:dy + h, dx:dx + w]).sum(1))
-            coss.append((qn * qn_pad[:, :, dy:dy + h, dx:dx + w]).sum(1))
-            valid.append(inside[:, 0, dy:dy + h, dx:dx + w])
+            nbr_norms.append(norm_pad[:, dy:dy + h, dx:dx + w])
+            valid.append(inside[:, dy:dy + h, dx:dx + w])
     dot = torch.stack(dots, 1)  # (B, n, H, W)
-    cos = torch.stack(coss, 1)
+    cos = dot / (torch.stack(nbr_norms, 1) * norm[:, None])
     ok = torch.stack(valid, 1) > 0  # (1, n, H, W)
     n = ok.sum(1).to(q.dtype)  # neighbours per position
     lse = dot.masked_fill(~ok, float("-inf")).logsumexp(1)
@@ -217,38 +222,40 @@ class SparseTemporalTransformer(nn.Module):
         q = self.q_proj(feat)
         sel = self.select(q)  # (B, N)
         n_sel = sel.shape[1]
-        q = q.view(b, self.heads, self.head_dim, hw)
-        q_sel = q.gather(3, sel[:, None, None, :].expand(b, self.heads, self.head_dim, n_sel))
-        q_sel = q_sel.permute(0, 3, 1, 2) * self.head_dim ** -0.5  # (B, N, heads, hd)
+        # rows of (B*H*W, .) views; free for channels-last maps (what mkldnn convolutions return)
+        flat_sel = (sel + torch.arange(b, device=sel.device)[:, None] * hw).reshape(-1)  # (B*N,)
+        q_sel = q.permute(0, 2, 3, 1).reshape(b * hw, -1).index_select(0, flat_sel) * self.head_dim ** -0.5
 
-        halves = self.half_widths[:n_frames]
-        pos, inside, frame = key_index_table(h, w, halves)
-        pos, inside, frame = pos.to(feat.device), inside.to(feat.device), frame.to(feat.device)
+        pos, inside, frame = key_index_table(h, w, self.half_widths)
+        n_keys = key_size(self.half_widths[:n_frames])  # the nearest n frames: a column prefix
+        pos, inside, frame = pos[:, :n_keys], inside[:, :n_keys], frame[:n_keys].to(feat.device)
         s = memory.shape[1]
         slots = torch.as_tensor(list(order[:n_frames]), device=feat.device)
-        # row of memory.view(-1, 2*hd) for (batch, slot, head, position)
-        head_off = torch.arange(self.heads, device=feat.device) * hw  # (heads,)
-        col_off = (slots[frame] * self.heads * hw)[None, :] + head_off[:, None]  # (heads, K)
-        batch_off = torch.arange(b, device=feat.device) * (s * self.heads * hw)
+        # row of memory.view(-1, 2*hd) for (batch, slot, head, position) = pos + col_off + batch_off
+        head_off = torch.arange(self.heads, device=feat.device) * hw
+        col_off = ((slots[frame] * self.heads * hw)[None, :] + head_off[:, None]).to(torch.int32)  # (heads, K)
+        selp = sel.reshape(-1).to(pos.device)
+        pos_sel = pos.index_select(0, selp).to(feat.device)  # (B*N, K)
+        pos_sel += (torch.arange(b, device=feat.device, dtype=torch.int32) * (s * self.heads * hw)
+                    ).repeat_interleave(n_sel)[:, None]
+        outside = ~inside.index_select(0, selp).to(feat.device)[:, None, None, :]  # (B*N, 1, 1, K)
         mem = memory.reshape(-1, 2 * self.head_dim)
 
+        qf = q_sel.view(b * n_sel, self.heads, 1, self.head_dim)
         out = q_sel.new_empty(b * n_sel, self.heads, self.head_dim)
-        qf = q_sel.reshape(b * n_sel, self.heads, 1, self.head_dim)
-        selp = sel.reshape(-1)
-        bidx = torch.arange(b, device=feat.device).repeat_interleave(n_sel)
         hd = self.head_dim
         for i in range(0, b * n_sel, self.chunk):
-            p = selp[i:i + self.chunk]
-            m = p.numel()
-            # rows of memory.view(-1, 2*hd) for (query, head, key): (m, heads, K)
-            rows = pos[p][:, None, :] + col_off[None] + batch_off[bidx[i:i + m]][:, None, None]
-            kv = mem.index_select(0, rows.reshape(-1)).view(m, self.heads, -1, 2 * hd)
+            rows = pos_sel[i:i + self.chunk, None, :] + col_off  # (m, heads, K)
+            m = rows.shape[0]
+            kv = mem.index_select(0, rows.view(-1)).view(m, self.heads, -1, 2 * hd)
             logits = torch.matmul(qf[i:i + m], kv[..., :hd].transpose(-1, -2))  # (m, heads, 1, K)
-            attn = logits.masked_fill_(~inside[p][:, None, None, :], float("-inf")).softmax(-1)
+            attn = logits.masked_fill_(outside[i:i + m], float("-inf")).softmax(-1)
             out[i:i + m] = torch.matmul(attn, kv[..., hd:]).squeeze(2)
-        upd = self.out_proj(out.reshape(b, n_sel, self.heads * self.head_dim))  # (B, N, C)
-        return feat.reshape(b, c, hw).scatter_add(2, sel[:, None, :].expand(b, c, n_sel),
-                                                  upd.transpose(1, 2)).view(b, c, h, w)
+        upd = self.out_proj(out.view(b * n_sel, self.heads * self.head_dim))  # (B*N, C)
+        # residual merge at the selected positions; the result keeps channels-last layout, which
+        # the head's convolution and the channel argmax after it need to stay fast
+        merged = feat.permute(0, 2, 3, 1).reshape(b * hw, c).index_add(0, flat_sel, upd)
+        return merged.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def dense_temporal_attention(stt: SparseTemporalTransformer, feat: Tensor, memory: Tensor,

@@ -169,7 +169,8 @@ def test_sparse_with_covering_windows_equals_dense(order: list[int]) -> None:
     torch.testing.assert_close(sparse, dense, rtol=1e-10, atol=1e-10)
 
 
-def test_sparse_windows_match_brute_force() -> None:
+@pytest.mark.parametrize("order", [[2, 0, 1], [1, 0]])
+def test_sparse_windows_match_brute_force(order: list[int]) -> None:
     """TR=1 with real windows equals an explicit per-query loop over each frame's padded window."""
     torch.manual_seed(3)
     c, h, w, t = 10, 7, 9, 3
@@ -178,7 +179,7 @@ def test_sparse_windows_match_brute_force() -> None:
     feat = torch.randn(1, c, h, w, dtype=torch.float64)
     memory = make_memory(stt.float(), t, c, h, w).double()
     stt.double()
-    order = [2, 0, 1]  # slot 2 is the nearest frame
+    # order[0] is the nearest frame's slot; with 2 frames only the two nearest windows are used
     with torch.no_grad():
         got = stt(feat, memory, order)
         q = stt.q_proj(feat)[0].reshape(stt.heads, stt.head_dim, h * w)
@@ -246,3 +247,16 @@ def test_invalid_parameters_raise() -> None:
         SparseTemporalTransformer(8, query_radius=4)
     with pytest.raises(ValueError, match="query_ratio"):
         SparseTemporalTransformer(8, query_ratio=1.5)
+
+
+def test_channels_last_layout_is_kept() -> None:
+    """mkldnn convolutions hand over channels-last maps; the refined map must stay channels-last,
+    or the head's convolution and the argmax over classes after it slow down several-fold."""
+    stt = SparseTemporalTransformer(16, key_frames=2, attn_dim=8).eval()
+    feat = torch.randn(1, 16, 8, 12).contiguous(memory_format=torch.channels_last)
+    memory = make_memory(stt, 2, 16, 8, 12)
+    with torch.no_grad():
+        out = stt(feat, memory, [0, 1])
+        ref = stt(feat.contiguous(), memory, [0, 1])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref)
