@@ -16,12 +16,18 @@ import pytest
 # Set at import time too, so anything started before the first fixture is already confined.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 90))
 
 
 def domain_id_for(nodeid: str) -> int:
-    """A ROS_DOMAIN_ID in 1..100 that differs between tests and between concurrent pytest runs."""
-    return 1 + (zlib.crc32(nodeid.encode()) + os.getpid()) % 100
+    """A ROS_DOMAIN_ID in 1..90 that differs between tests and between concurrent pytest runs."""
+    return 1 + (zlib.crc32(nodeid.encode()) + os.getpid()) % 90
+
+
+@pytest.fixture(scope="module")
+def module_domain(request: pytest.FixtureRequest) -> int:
+    """A domain in 91..101 for a node shared by a test module, apart from every per-test domain."""
+    return 91 + (zlib.crc32(request.module.__name__.encode()) + os.getpid()) % 11
 
 
 @pytest.fixture(autouse=True)

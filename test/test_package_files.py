@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -12,16 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stt_ros.config import STTConfig, to_ros_yaml
+from stt_ros.config import STTConfig
+from stt_ros.ros.settings import NodeSettings, to_ros_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_params_file_is_generated_from_the_config() -> None:
     text = (ROOT / "config" / "stt.yaml").read_text()
-    assert text == to_ros_yaml(), "config/stt.yaml is stale: python -m stt_ros.config > config/stt.yaml"
+    assert text == to_ros_yaml(), "config/stt.yaml is stale: python -m stt_ros.ros.settings > config/stt.yaml"
     params = yaml.safe_load(text)["stt_node"]["ros__parameters"]
-    assert STTConfig.from_dict(params) == STTConfig()
+    node_keys = set(NodeSettings.__dataclass_fields__)
+    assert STTConfig.from_dict({k: v for k, v in params.items() if k not in node_keys}) == STTConfig()
+    assert NodeSettings(**{k: v for k, v in params.items() if k in node_keys}) == NodeSettings()
 
 
 def test_package_xml_declares_real_dependencies() -> None:
@@ -37,16 +41,36 @@ def test_package_xml_declares_real_dependencies() -> None:
 
 
 def test_launch_file_parses_and_names_the_node() -> None:
-    tree = ast.parse((ROOT / "launch" / "stt.launch.py").read_text())
+    text = (ROOT / "launch" / "stt.launch.py").read_text()
+    tree = ast.parse(text)
     names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in names
-    assert "stt_node" in (ROOT / "launch" / "stt.launch.py").read_text()
+    assert 'executable="stt_node"' in text
+    # every parameter the launch file overrides is a real node parameter
+    overrides = re.findall(r'"(\w+)": \("(\w+)", (?:True|False)\)', text)
+    assert {a for a, _ in overrides} == {"camera_names", "camera_topics", "weights", "backend"}
+    params = set(NodeSettings.__dataclass_fields__) | set(STTConfig.__dataclass_fields__)
+    assert {p for _, p in overrides} <= params
 
 
-@pytest.mark.skipif(not (ROOT / ".venv").exists(), reason="needs the build environment (make setup)")
-def test_launch_runs_under_ros2_launch() -> None:
-    pytest.skip("launch/launch_ros are not on PyPI or Debian (see DESIGN.md); `ros2 launch stt_ros "
-                "stt.launch.py` is exercised on a ROS 2 install only")
+def test_launch_description_builds_on_a_ros2_install() -> None:
+    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on PyPI or Debian (see DESIGN.md); "
+                        "`ros2 launch stt_ros stt.launch.py` is exercised on a ROS 2 install only")
+    import importlib.util
+
+    from launch import LaunchContext
+    from launch.actions import OpaqueFunction
+
+    spec = importlib.util.spec_from_file_location("stt_launch", ROOT / "launch" / "stt.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    opaque = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    assert len(opaque) == 1
+    context = LaunchContext()
+    for entity in description.entities:
+        entity.visit(context)
+    assert context.launch_configurations["discovery_range"] == "LOCALHOST"
 
 
 @pytest.mark.slow
@@ -59,3 +83,24 @@ def test_pip_wheel_contains_both_packages(tmp_path: Path) -> None:
     assert "stt_ros/__init__.py" in names and "stt_ros/model/stt.py" in names
     assert "stt_train/__init__.py" in names
     assert not any(n.startswith(("test/", "bench/")) for n in names)
+
+
+def test_rviz_layout_shows_the_node_outputs_with_matching_qos() -> None:
+    rviz = yaml.safe_load((ROOT / "config" / "stt.rviz").read_text())
+    displays = rviz["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"]: d for d in displays if d["Class"] == "rviz_default_plugins/Image"}
+    camera = NodeSettings().camera_names[0]
+    assert set(topics) == {f"/{camera}/overlay", f"/{camera}/color_mask"}
+    reliability = {"reliable": "Reliable", "best_effort": "Best Effort"}[NodeSettings().output_reliability]
+    assert all(d["Topic"]["Reliability Policy"] == reliability for d in topics.values())
+
+
+def test_node_executable_for_ros2_run() -> None:
+    script = ROOT / "scripts" / "stt_node"
+    assert script.stat().st_mode & 0o111 and "stt_ros.ros.node import main" in script.read_text()
+    assert "install(PROGRAMS scripts/stt_node DESTINATION lib/${PROJECT_NAME})" in (ROOT / "CMakeLists.txt").read_text()
+    installed = Path(sys.prefix) / "lib" / "stt_ros" / "stt_node"
+    if installed.exists():  # make setup installs it into the venv prefix
+        out = subprocess.run([sys.executable, str(installed), "--ros-args", "-p", "model:=nope"], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 1 and "not a zoo model" in out.stdout + out.stderr

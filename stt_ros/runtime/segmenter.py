@@ -17,6 +17,7 @@ class SegResult:
     class_map_net: np.ndarray  # uint8 class ids at the network size
     buffer_fill: int  # past frames the temporal transformer used for this frame
     geometry: Geometry
+    net_image: np.ndarray | None = None  # the RGB input resized to the network size
     logits: np.ndarray | None = None  # (classes, net_h, net_w) on request
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, network, postprocess, total
 
@@ -66,4 +67,4 @@ class StreamingSegmenter:
         t3 = time.perf_counter()
         timings = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3,
                    "postprocess_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3, **out.timings}
-        return SegResult(mask, out.class_map, fill, geometry, out.logits, timings)
+        return SegResult(mask, out.class_map, fill, geometry, net_in, out.logits, timings)

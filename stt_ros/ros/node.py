@@ -1,0 +1,347 @@
+"""stt_node: multi-camera STT segmentation with masks, colour overlays and temporal-consistency
+diagnostics.
+
+Run on a ROS 2 install with ``ros2 launch stt_ros stt.launch.py`` (or ``ros2 run stt_ros
+stt_node``); in the pip environment::
+
+    ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=42 \\
+        python -m stt_ros.ros.node --ros-args --params-file config/stt.yaml
+
+Design:
+
+* One shared model (backend); one StreamingSegmenter, with its own ring buffer, per camera.
+* Latest frame wins: subscription callbacks only park the newest message of each camera in a
+  one-slot mailbox (a frame still waiting there is dropped and counted); a worker thread takes
+  frames from the mailboxes round-robin and runs the model, so nothing queues without bound and
+  the executor stays free for callbacks, the reset service and diagnostics.
+* A plain node, not a lifecycle node: the model is loaded once at start-up and a failure ends
+  the process with one message, which a launch file's respawn or a supervisor handles; a
+  lifecycle node would need a manager to drive its transitions, which neither the pip
+  environment (no launch, no ros2 CLI) nor the bag-evaluation tool has.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
+
+from stt_ros.config import ConfigError
+from stt_ros.metrics import FlowEstimator, pair_agreement
+from stt_ros.msg import TemporalConsistency
+from stt_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from stt_ros.ros.params import declare_parameters, read_settings, settings_with
+from stt_ros.ros.settings import NodeSettings
+from stt_ros.runtime import StreamingSegmenter, create_backend
+from stt_ros.viz import colorize, make_palette, overlay, palette
+from stt_ros.weights import WeightsError
+
+WINDOW = 50  # samples kept for the diagnostics' means
+
+
+def stamp_seconds(header) -> float:  # noqa: ANN001
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+@dataclass
+class CameraStream:
+    """Everything the node keeps for one camera."""
+
+    name: str
+    topic: str
+    segmenter: StreamingSegmenter
+    pubs: dict
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `pending` and counters
+    busy: threading.Lock = field(default_factory=threading.Lock)  # held while the model runs
+    pending: tuple | None = None  # (msg, receive time) waiting to be processed
+    received: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    resets: int = 0
+    processed: int = 0
+    last_stamp: float | None = None
+    last_size: tuple[int, int] | None = None
+    prev_net: np.ndarray | None = None  # previous frame at network size (for optical flow)
+    prev_mask: np.ndarray | None = None  # previous class map at network size
+    last_error: str = ""
+    last_error_log: float = 0.0
+    last_receive: float | None = None
+    inference_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
+    end_to_end_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
+    tc: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
+    window_received: int = 0  # since the last diagnostics period
+    window_dropped: int = 0
+
+
+class STTNode(Node):
+    """See the module docstring."""
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003 (rclpy Node options)
+        super().__init__("stt_node", **kwargs)
+        declare_parameters(self)
+        self.settings, self.config = read_settings(self)  # ConfigError on invalid values
+        self.backend = create_backend(self.config)  # ConfigError / WeightsError end start-up
+        self._palette = self._make_palette(self.settings)
+        self._flow = FlowEstimator(self.settings.flow_preset, self.settings.flow_scale)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        s = self.settings
+        in_qos = QoSProfile(depth=s.input_depth, history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.BEST_EFFORT if s.input_reliability == "best_effort"
+                            else ReliabilityPolicy.RELIABLE)
+        out_qos = QoSProfile(depth=2, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE if s.output_reliability == "reliable"
+                             else ReliabilityPolicy.BEST_EFFORT)
+        output_size = "input" if s.mask_resolution == "camera" else "network"
+        self.streams: list[CameraStream] = []
+        for i, (name, topic) in enumerate(zip(s.camera_names, s.camera_topics, strict=True)):
+            pubs = {"mask": self.create_publisher(Image, f"{name}/mask", out_qos),
+                    "color_mask": self.create_publisher(Image, f"{name}/color_mask", out_qos),
+                    "overlay": self.create_publisher(Image, f"{name}/overlay", out_qos),
+                    "tc": self.create_publisher(TemporalConsistency, f"{name}/temporal_consistency", out_qos)}
+            stream = CameraStream(name, topic, StreamingSegmenter(self.backend, output_size), pubs)
+            if s.transport(i) == "compressed":
+                self.create_subscription(CompressedImage, f"{topic}/compressed",
+                                         lambda m, st=stream: self._on_image(st, m, compressed=True), in_qos)
+            else:
+                self.create_subscription(Image, topic, lambda m, st=stream: self._on_image(st, m), in_qos)
+            self.streams.append(stream)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        self._wake = threading.Event()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="stt_inference", daemon=True)
+        self._worker.start()
+        cams = ", ".join(f"{st.name} <- {st.topic}" for st in self.streams)
+        self.get_logger().info(f"{self.config.model} ({self.config.backend}, {self.config.device}) at "
+                               f"{self.config.input_height}x{self.config.input_width}, T={self.config.key_frames}, "
+                               f"weights: {self.config.weights or 'random (no weights parameter)'}; cameras: {cams}")
+
+    # ------------------------------------------------------------------ parameters
+    @staticmethod
+    def _make_palette(s: NodeSettings) -> np.ndarray:
+        return make_palette(np.reshape(s.palette_colors, (-1, 3))) if s.palette == "custom" else palette(s.palette)
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        try:
+            new = settings_with(self.settings, params)
+            new.validate()
+            new_palette = self._make_palette(new)
+            flow = self._flow
+            if (new.flow_preset, new.flow_scale) != (self.settings.flow_preset, self.settings.flow_scale):
+                flow = FlowEstimator(new.flow_preset, new.flow_scale)
+        except (ConfigError, ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.settings, self._palette, self._flow = new, new_palette, flow
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ input
+    def _on_image(self, stream: CameraStream, msg, compressed: bool = False) -> None:  # noqa: ANN001
+        now = time.monotonic()
+        with stream.lock:
+            stream.received += 1
+            stream.window_received += 1
+            stream.last_receive = now
+            if stream.pending is not None:
+                stream.dropped += 1
+                stream.window_dropped += 1
+            stream.pending = (msg, now, compressed)
+        self._wake.set()
+
+    def _work(self) -> None:
+        while self._running:
+            self._wake.wait(0.2)
+            self._wake.clear()
+            progressed = True
+            while progressed and self._running:
+                progressed = False
+                for stream in self.streams:
+                    with stream.lock:
+                        item, stream.pending = stream.pending, None
+                    if item is not None:
+                        progressed = True
+                        with stream.busy:
+                            try:
+                                self._process(stream, *item)
+                            except Exception as exc:  # noqa: BLE001 (one bad frame must not stop the node)
+                                self._reject(stream, f"processing failed: {type(exc).__name__}: {exc}")
+
+    def _reject(self, stream: CameraStream, reason: str) -> None:
+        with stream.lock:
+            stream.rejected += 1
+            stream.last_error = reason
+        now = time.monotonic()
+        if now - stream.last_error_log > 5.0:  # one line per camera every 5 s at most
+            stream.last_error_log = now
+            self.get_logger().warning(f"{stream.name} ({stream.topic}): frame rejected: {reason} "
+                                      f"({stream.rejected} rejected so far)")
+
+    def _reset_stream(self, stream: CameraStream, reason: str) -> None:
+        stream.segmenter.reset()
+        stream.prev_net = stream.prev_mask = None
+        with stream.lock:
+            stream.resets += 1
+        self.get_logger().info(f"{stream.name}: ring buffer reset ({reason}); {stream.resets} resets so far")
+
+    # ------------------------------------------------------------------ processing
+    def _process(self, stream: CameraStream, msg, received: float, compressed: bool) -> None:  # noqa: ANN001
+        try:
+            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
+        except ImageError as exc:
+            self._reject(stream, str(exc))
+            return
+        s = self.settings
+        stamp = stamp_seconds(msg.header)
+        size = rgb.shape[:2]
+        if stream.last_stamp is not None:
+            if size != stream.last_size:
+                self._reset_stream(stream, f"image size changed {stream.last_size} -> {size}")
+            elif stamp < stream.last_stamp:
+                self._reset_stream(stream, f"stamp went backwards by {stream.last_stamp - stamp:.3f} s")
+            elif stamp - stream.last_stamp > s.max_frame_gap_s:
+                self._reset_stream(stream, f"gap of {stamp - stream.last_stamp:.3f} s > max_frame_gap_s")
+        stream.last_stamp, stream.last_size = stamp, size
+
+        result = stream.segmenter.process(rgb)
+        header = msg.header
+        pubs = stream.pubs
+        pubs["mask"].publish(numpy_to_image(result.mask, "mono8", header))
+        want_color = pubs["color_mask"].get_subscription_count() > 0
+        want_overlay = pubs["overlay"].get_subscription_count() > 0
+        if want_color or want_overlay:
+            color = colorize(result.mask, self._palette)
+            if want_color:
+                pubs["color_mask"].publish(numpy_to_image(color, "rgb8", header))
+            if want_overlay:
+                base = rgb if result.mask.shape == rgb.shape[:2] else result.net_image
+                pubs["overlay"].publish(numpy_to_image(overlay(base, color, s.overlay_alpha), "rgb8", header))
+
+        tc_msg = TemporalConsistency(header=header, camera_name=stream.name, tc_valid=False,
+                                     tc_miou=float("nan"), tc_pixel_agreement=float("nan"))
+        net_img = result.net_image
+        if s.tc_enabled and stream.prev_mask is not None and net_img is not None:
+            flow = self._flow.backward(stream.prev_net, net_img)
+            agreement = pair_agreement(stream.prev_mask, result.class_map_net, flow, self.config.num_classes)
+            tc_msg.tc_valid = bool(np.isfinite(agreement.miou))
+            tc_msg.tc_miou, tc_msg.tc_pixel_agreement = agreement.miou, agreement.pixel_agreement
+            if tc_msg.tc_valid:
+                stream.tc.append(agreement.miou)
+        stream.prev_net, stream.prev_mask = net_img, result.class_map_net
+        now_ros = self.get_clock().now().nanoseconds * 1e-9
+        tc_msg.inference_latency_ms = result.timings["total_ms"]
+        tc_msg.end_to_end_latency_ms = max(0.0, (now_ros - stamp) * 1e3)
+        tc_msg.ring_buffer_fill, tc_msg.ring_buffer_capacity = result.buffer_fill, stream.segmenter.capacity
+        with stream.lock:
+            stream.processed += 1
+            tc_msg.frames_dropped, tc_msg.frames_rejected = stream.dropped, stream.rejected
+            tc_msg.buffer_resets, tc_msg.frames_processed = stream.resets, stream.processed
+        stream.inference_ms.append(result.timings["total_ms"])
+        stream.end_to_end_ms.append(tc_msg.end_to_end_latency_ms)
+        pubs["tc"].publish(tc_msg)
+
+    # ------------------------------------------------------------------ services, diagnostics
+    def _on_reset(self, request, response):  # noqa: ANN001, ANN201
+        for stream in self.streams:
+            with stream.busy:
+                self._reset_stream(stream, "~/reset service")
+        response.success = True
+        response.message = f"reset the ring buffers of {len(self.streams)} camera(s)"
+        return response
+
+    def _status(self, stream: CameraStream, now: float) -> DiagnosticStatus:
+        s = self.settings
+        with stream.lock:
+            received, dropped = stream.window_received, stream.window_dropped
+            stream.window_received = stream.window_dropped = 0
+            counters = (stream.processed, stream.dropped, stream.rejected, stream.resets)
+            last_receive, last_error = stream.last_receive, stream.last_error
+        period = s.diagnostics_period_s
+        lat = float(np.mean(stream.inference_ms)) if stream.inference_ms else float("nan")
+        e2e = float(np.mean(stream.end_to_end_ms)) if stream.end_to_end_ms else float("nan")
+        tc = float(np.mean(stream.tc)) if stream.tc else float("nan")
+        drop_rate = dropped / received if received else 0.0
+        level, problems = DiagnosticStatus.OK, []
+
+        def worse(lvl: bytes, text: str) -> None:
+            nonlocal level
+            level = max(level, lvl)
+            problems.append(text)
+
+        if last_receive is None or now - last_receive > s.input_timeout_s:
+            worse(DiagnosticStatus.WARN, "no images" if last_receive is None else
+                  f"no image for {now - last_receive:.1f} s")
+        if lat > s.latency_error_ms:
+            worse(DiagnosticStatus.ERROR, f"inference {lat:.0f} ms > {s.latency_error_ms:.0f}")
+        elif lat > s.latency_warn_ms:
+            worse(DiagnosticStatus.WARN, f"inference {lat:.0f} ms > {s.latency_warn_ms:.0f}")
+        if tc < s.tc_error:
+            worse(DiagnosticStatus.ERROR, f"temporal consistency {tc:.2f} < {s.tc_error}")
+        elif tc < s.tc_warn:
+            worse(DiagnosticStatus.WARN, f"temporal consistency {tc:.2f} < {s.tc_warn}")
+        if received and drop_rate > s.drop_warn:
+            worse(DiagnosticStatus.WARN, f"dropping {100 * drop_rate:.0f}% of frames")
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: {stream.name}", hardware_id=stream.name,
+                                  message="; ".join(problems) or "OK")
+        processed, drops, rejected, resets = counters
+        values = {"topic": stream.topic, "input_rate_hz": f"{received / period:.2f}",
+                  "inference_latency_ms": f"{lat:.1f}", "end_to_end_latency_ms": f"{e2e:.1f}",
+                  "temporal_consistency_miou": f"{tc:.3f}", "frames_processed": str(processed),
+                  "frames_dropped": str(drops), "frames_rejected": str(rejected), "buffer_resets": str(resets),
+                  "ring_buffer_fill": f"{stream.segmenter.fill}/{stream.segmenter.capacity}",
+                  "last_error": last_error}
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        return status
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [self._status(st, now) for st in self.streams]
+        self._diag_pub.publish(msg)
+
+    def shutdown(self) -> None:
+        self._running = False
+        self._wake.set()
+        self._worker.join(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of stt_node (python -m stt_ros.ros.node --ros-args ...)."""
+    if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in os.environ:
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # safe default: this host only
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    try:
+        try:
+            node = STTNode()
+        except (ConfigError, WeightsError) as exc:
+            rclpy.logging.get_logger("stt_node").fatal(f"cannot start: {exc}")
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""ROS parameters of stt_node, declared from NodeSettings and STTConfig (one source of names,
+defaults, ranges and help)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from stt_ros.config import STTConfig
+from stt_ros.ros.settings import NodeSettings
+
+_ARRAY_TYPES = {str: ParameterType.PARAMETER_STRING_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
+                float: ParameterType.PARAMETER_DOUBLE_ARRAY}
+_SCALAR_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+def _type_of(f: dataclasses.Field, default: Any) -> int:
+    hint = str(f.type)
+    if isinstance(default, (list, tuple)):
+        inner = str if "str" in hint else float if "float" in hint else int
+        return _ARRAY_TYPES[inner]
+    return _SCALAR_TYPES[type(default)]
+
+
+def _descriptor(f: dataclasses.Field, ptype: int, read_only: bool) -> ParameterDescriptor:
+    meta = f.metadata
+    d = ParameterDescriptor(name=f.name, type=ptype, description=meta["help"], read_only=read_only)
+    if "choices" in meta:
+        d.additional_constraints = "one of: " + ", ".join(meta["choices"])
+    if "lo" in meta and ptype == ParameterType.PARAMETER_DOUBLE:
+        d.floating_point_range = [FloatingPointRange(from_value=float(meta["lo"]), to_value=float(meta["hi"]))]
+    elif "lo" in meta and ptype == ParameterType.PARAMETER_INTEGER:
+        d.integer_range = [IntegerRange(from_value=int(meta["lo"]), to_value=int(meta["hi"]), step=1)]
+    return d
+
+
+def all_fields() -> list[tuple[type, dataclasses.Field, Any]]:
+    """(owner class, field, default) of every parameter, node settings first."""
+    out = []
+    for cls in (NodeSettings, STTConfig):
+        defaults = cls() if cls is STTConfig else NodeSettings()
+        for f in dataclasses.fields(cls):
+            out.append((cls, f, getattr(defaults, f.name)))
+    return out
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every parameter with its descriptor; read-only unless the field is dynamic."""
+    for _, f, default in all_fields():
+        ptype = _type_of(f, default)
+        value = list(default) if isinstance(default, tuple) else default
+        if isinstance(value, list) and not value:
+            value = Parameter.Type(ptype)  # an empty array: declare by type
+        node.declare_parameter(f.name, value, _descriptor(f, ptype, read_only=not f.metadata.get("dynamic")))
+
+
+def _value(node: Node, name: str) -> Any:
+    try:
+        v = node.get_parameter(name).value
+    except ParameterUninitializedException:  # an empty array declared by type
+        return []
+    return list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
+
+
+def read_settings(node: Node) -> tuple[NodeSettings, STTConfig]:
+    """Current parameter values as (NodeSettings, STTConfig); raises ConfigError when invalid."""
+    node_kw = {f.name: _value(node, f.name) for f in dataclasses.fields(NodeSettings)}
+    cfg_kw = {f.name: _value(node, f.name) for f in dataclasses.fields(STTConfig)}
+    for name in ("palette_colors",):
+        node_kw[name] = [int(v) for v in node_kw[name] or []]
+    for name in ("mean", "std"):
+        cfg_kw[name] = tuple(float(v) for v in cfg_kw[name])
+    return NodeSettings(**node_kw), STTConfig(**cfg_kw)
+
+
+def settings_with(settings: NodeSettings, params: list[Parameter]) -> NodeSettings:
+    """``settings`` with the given parameter changes applied and validated (ConfigError if not)."""
+    changes = {}
+    for p in params:
+        v = p.value
+        changes[p.name] = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
+    if "palette_colors" in changes:
+        changes["palette_colors"] = [int(x) for x in changes["palette_colors"] or []]
+    return dataclasses.replace(settings, **changes)
