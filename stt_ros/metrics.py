@@ -10,6 +10,7 @@ interpolated); pixels whose flow points outside the previous frame are not compa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -27,15 +28,28 @@ def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int, igno
     """
     if pred.shape != label.shape:
         raise ValueError(f"prediction {pred.shape} and label {label.shape} differ in shape")
-    keep = (label != ignore_index) & (label < num_classes)
+    if valid is not None and valid.shape != label.shape:
+        raise ValueError(f"valid mask {valid.shape} does not fit label {label.shape}")
+    c = num_classes
+    if pred.dtype == np.uint8 and label.dtype == np.uint8 and c <= 255:
+        # fast path: one uint16 index per pixel; label ids >= c fall beyond the first c*c bins
+        if pred.size and int(pred.max()) >= c:
+            raise ValueError(f"predicted class ids must lie in [0, {c}), found up to {int(pred.max())}")
+        idx = label.astype(np.uint16) * c + pred
+        drop = c * c  # a bin beyond the matrix for ignored pixels
+        if ignore_index < c:
+            idx[label == ignore_index] = drop
+        if valid is not None:
+            idx[~valid] = drop
+        return np.bincount(idx.ravel(), minlength=256 * c)[: c * c].reshape(c, c).astype(np.int64)
+    keep = (label != ignore_index) & (label < c) & (label >= 0)
     if valid is not None:
         keep &= valid
     p = pred[keep].astype(np.int64)
     t = label[keep].astype(np.int64)
-    if p.size and (p.min() < 0 or p.max() >= num_classes):
-        raise ValueError(f"predicted class ids must lie in [0, {num_classes}), found {p.min()}..{p.max()}")
-    cm = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
-    return cm.reshape(num_classes, num_classes)
+    if p.size and (p.min() < 0 or p.max() >= c):
+        raise ValueError(f"predicted class ids must lie in [0, {c}), found {p.min()}..{p.max()}")
+    return np.bincount(t * c + p, minlength=c * c).reshape(c, c)
 
 
 def iou_per_class(cm: np.ndarray) -> np.ndarray:
@@ -118,6 +132,12 @@ class FlowEstimator:
         return flow
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(height: int, width: int) -> np.ndarray:
+    gx, gy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return np.dstack([gx, gy])
+
+
 def warp_nearest(prev_mask: np.ndarray, flow: np.ndarray, fill: int = IGNORE) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``prev_mask`` onto the current frame with backward ``flow`` (H, W, 2), nearest sampling.
 
@@ -126,12 +146,12 @@ def warp_nearest(prev_mask: np.ndarray, flow: np.ndarray, fill: int = IGNORE) ->
     h, w = prev_mask.shape
     if flow.shape != (h, w, 2):
         raise ValueError(f"flow of shape {flow.shape} does not fit a mask of shape {prev_mask.shape}")
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx, my = gx + flow[..., 0], gy + flow[..., 1]
-    valid = (mx > -0.5) & (mx < w - 0.5) & (my > -0.5) & (my < h - 0.5)
-    warped = cv2.remap(prev_mask, mx, my, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+    coords = cv2.add(flow.astype(np.float32, copy=False), _pixel_grid(h, w))
+    warped = cv2.remap(prev_mask, coords, None, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=fill)
-    return warped, valid
+    inside = cv2.remap(np.ones((h, w), np.uint8), coords, None, interpolation=cv2.INTER_NEAREST,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped, inside.astype(bool)
 
 
 @dataclass

@@ -95,3 +95,15 @@ def test_palette_colorize_overlay() -> None:
     assert out.shape == (4, 4, 3) and out[0, 0].tolist() == [164, 132, 164]
     with pytest.raises(ValueError):
         palette("mapillary")
+
+
+@pytest.mark.parametrize("ignore", [255, 2])
+def test_fast_and_general_confusion_paths_agree(ignore: int) -> None:
+    rng = np.random.default_rng(ignore)
+    pred = rng.integers(0, 5, (40, 50)).astype(np.uint8)
+    label = rng.choice(np.array([0, 1, 2, 3, 4, 255], np.uint8), (40, 50))
+    valid = rng.random((40, 50)) > 0.3
+    fast = confusion_matrix(pred, label, 5, ignore, valid)
+    general = confusion_matrix(pred.astype(np.int64), label.astype(np.int64), 5, ignore, valid)
+    np.testing.assert_array_equal(fast, general)
+    assert fast.sum() == (valid & (label != ignore) & (label < 5)).sum()

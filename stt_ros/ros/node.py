@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -320,11 +321,59 @@ class STTNode(Node):
         self._worker.join(timeout=10)
 
 
+SHM_SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+def fastdds_profile() -> Path | None:
+    """config/fastdds_large_images.xml, installed (share/stt_ros/config) or in this checkout."""
+    candidates = [Path(__file__).resolve().parents[2] / "config"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.insert(0, Path(get_package_share_directory("stt_ros")) / "config")
+    except (ImportError, LookupError, OSError):  # no ament index (pip environment) or not installed
+        pass
+    for folder in candidates:
+        if (folder / "fastdds_large_images.xml").is_file():
+            return folder / "fastdds_large_images.xml"
+    return None
+
+
+def configure_middleware() -> list[str]:
+    """Environment for this process's DDS participant, set before rclpy.init; returns log lines.
+
+    * ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST (only this host) when unset.
+    * Fast DDS gets the large-image shared-memory profile when FASTDDS_DEFAULT_PROFILES_FILE is
+      unset, STT_FASTDDS_PROFILE is not "none", and /dev/shm has room for its segment.
+    """
+    notes = []
+    if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in os.environ:
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        notes.append("ROS_AUTOMATIC_DISCOVERY_RANGE unset: using LOCALHOST (this host only)")
+    if "FASTDDS_DEFAULT_PROFILES_FILE" in os.environ or os.environ.get("STT_FASTDDS_PROFILE") == "none":
+        return notes
+    profile = fastdds_profile()
+    try:
+        st = os.statvfs("/dev/shm")
+        room = st.f_bavail * st.f_frsize
+    except OSError:
+        room = 0
+    if profile is None:
+        notes.append("fastdds_large_images.xml not found: Fast DDS defaults (slower for large images)")
+    elif room < 2 * SHM_SEGMENT_BYTES:
+        notes.append(f"/dev/shm has {room >> 20} MB free: not enabling the 64 MB shared-memory segment")
+    else:
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        notes.append(f"Fast DDS profile {profile} (64 MB shared-memory segment for large images)")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of stt_node (python -m stt_ros.ros.node --ros-args ...)."""
-    if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in os.environ:
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # safe default: this host only
+    notes = configure_middleware()
     rclpy.init(args=argv if argv is not None else sys.argv)
+    for note in notes:
+        rclpy.logging.get_logger("stt_node").info(note)
     node = None
     try:
         try:

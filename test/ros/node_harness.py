@@ -87,6 +87,7 @@ class Client:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.received: dict[str, list] = defaultdict(list)
+        self.arrivals: dict[str, list[float]] = defaultdict(list)  # time.time() at each callback
         self._lock = threading.Lock()
         self._pubs: dict[str, object] = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -109,8 +110,10 @@ class Client:
 
     def subscribe(self, msg_type, topic: str, reliable: bool = True) -> None:  # noqa: ANN001
         def cb(msg) -> None:  # noqa: ANN001
+            now = time.time()
             with self._lock:
                 self.received[topic].append(msg)
+                self.arrivals[topic].append(now)
 
         self.node.create_subscription(msg_type, topic, cb, self.qos(reliable))
 

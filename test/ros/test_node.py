@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -284,3 +285,21 @@ def test_model_loading_failures_stop_with_one_clear_message(tmp_path: Path, dds_
     fatal = [line for line in proc.lines if "cannot start" in line]
     assert len(fatal) == 1 and expected in fatal[0], proc.output
     assert "Traceback" not in proc.output
+
+
+def test_middleware_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stt_ros.ros.node import configure_middleware
+
+    for var in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE", "STT_FASTDDS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    notes = configure_middleware()
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    profile = Path(os.environ["FASTDDS_DEFAULT_PROFILES_FILE"])
+    assert profile.name == "fastdds_large_images.xml" and "<segment_size>67108864" in profile.read_text()
+    assert any("shared-memory" in n for n in notes)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")  # a user's choice is kept
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE")
+    monkeypatch.setenv("STT_FASTDDS_PROFILE", "none")
+    configure_middleware()
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ
