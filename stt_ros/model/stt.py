@@ -24,6 +24,19 @@ Memory layout: the keys and values of one frame are computed once (:meth:`projec
 buffer stores. ``forward`` takes a memory tensor ``(B, S, heads, H*W, 2 * head_dim)`` and the slot
 indices of the frames to use, nearest first; fewer than T frames (while the buffer fills) use
 the windows of the nearest ones.
+
+Frame validity: ``forward(..., valid=...)`` masks whole frames out of the attention (their keys
+get -inf); a query left with no valid key keeps its feature. Masking the farthest frames is the
+same as passing fewer of them, which is how a static-shape graph handles a filling buffer.
+
+Export formulation (:meth:`SparseTemporalTransformer.forward_frames`): the same computation with
+static shapes and no data-dependent Python control flow, for ONNX/TensorRT. It takes the T
+buffered frames as separate tensors (nearest first) plus a per-frame validity vector, computes
+every key position arithmetically from the selected query positions (no index tables baked into
+the graph), gathers each frame's window with one Gather per frame and query chunk, and writes the
+refined rows back with a scatter without reduction (the selected positions are distinct). Per
+band top-k uses sorted output and the final raster-order sort is skipped (queries are
+independent, so their order does not change any value).
 """
 
 from __future__ import annotations
@@ -208,15 +221,28 @@ class SparseTemporalTransformer(nn.Module):
         return select_queries(nsm_score(q, self.query_radius), bands)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, feat: Tensor, memory: Tensor, order: Sequence[int]) -> Tensor:
+    def forward(self, feat: Tensor, memory: Tensor, order: Sequence[int], valid: Tensor | Sequence[bool] | None = None
+                ) -> Tensor:
         """Refine ``feat`` (B, C, H, W) with attention into ``memory`` (B, S, heads, H*W, 2*head_dim).
 
         ``order``: slot indices into memory's S axis of the past frames to use, nearest first
         (at most T; empty returns ``feat`` unchanged). Frame k of ``order`` gets the k-th window.
+        ``valid``: optional per-frame validity, (len(order),) or (B, len(order)) bool: keys of an
+        invalid frame are masked out (-inf); a query with no valid key keeps its feature.
         """
         n_frames = min(len(order), self.key_frames)
         if n_frames == 0 or self.query_ratio <= 0.0:
             return feat
+        if valid is not None:
+            valid = torch.as_tensor(valid, dtype=torch.bool, device=feat.device)
+            if valid.dim() == 1:
+                valid = valid.expand(feat.shape[0], -1)
+            if valid.shape[0] != feat.shape[0] or valid.shape[1] < n_frames:
+                raise ValueError(f"valid has shape {tuple(valid.shape)}; expected ({len(order)},) or "
+                                 f"({feat.shape[0]}, {len(order)}) (one flag per frame of order)")
+            valid = valid[:, :n_frames]
+            if not bool(valid.any()):
+                return feat
         b, c, h, w = feat.shape
         hw = h * w
         q = self.q_proj(feat)
@@ -239,6 +265,10 @@ class SparseTemporalTransformer(nn.Module):
         pos_sel += (torch.arange(b, device=feat.device, dtype=torch.int32) * (s * self.heads * hw)
                     ).repeat_interleave(n_sel)[:, None]
         outside = ~inside.index_select(0, selp).to(feat.device)[:, None, None, :]  # (B*N, 1, 1, K)
+        keep = None
+        if valid is not None:  # mask the keys of invalid frames; rows left without a key keep their feature
+            outside = outside | (~valid[:, frame]).repeat_interleave(n_sel, 0)[:, None, None, :]
+            keep = ~outside.view(b * n_sel, -1).all(1, keepdim=True)  # (B*N, 1)
         mem = memory.reshape(-1, 2 * self.head_dim)
 
         qf = q_sel.view(b * n_sel, self.heads, 1, self.head_dim)
@@ -252,10 +282,98 @@ class SparseTemporalTransformer(nn.Module):
             attn = logits.masked_fill_(outside[i:i + m], float("-inf")).softmax(-1)
             out[i:i + m] = torch.matmul(attn, kv[..., hd:]).squeeze(2)
         upd = self.out_proj(out.view(b * n_sel, self.heads * self.head_dim))  # (B*N, C)
+        if keep is not None:
+            upd = torch.where(keep, upd, upd.new_zeros(()))  # fully masked rows: softmax gave NaN
         # residual merge at the selected positions; the result keeps channels-last layout, which
         # the head's convolution and the channel argmax after it need to stay fast
         merged = feat.permute(0, 2, 3, 1).reshape(b * hw, c).index_add(0, flat_sel, upd)
         return merged.view(b, h, w, c).permute(0, 3, 1, 2)
+
+    # ------------------------------------------------------------------ export formulation
+    def select_static(self, q: Tensor) -> Tensor:
+        """Selected positions (N,) int32 of a batch-1 query map (1, d, H, W), for export.
+
+        The same sets as :meth:`select` (per-band top-k of the NSM score), in band order and score
+        order within a band instead of raster order; every top-k has a constant K <= 3840.
+        """
+        h, w = int(q.shape[2]), int(q.shape[3])  # static: plain ints even while tracing
+        if self.query_ratio >= 1.0:
+            return torch.arange(h * w, dtype=torch.int32, device=q.device)
+        bands = query_bands(h, w, self.query_ratio, self.query_bands)
+        flat = nsm_score(q, self.query_radius).reshape(h * w)
+        picks = [flat[r0 * w:r1 * w].topk(k).indices + r0 * w for r0, r1, k in bands]
+        return torch.cat(picks).to(torch.int32)
+
+    def forward_frames(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int = 1024
+                       ) -> Tensor:
+        """The export formulation of :meth:`forward`: static shapes, traceable, no index tables.
+
+        ``feat`` (1, C, H, W); ``frames``: T tensors (1, heads, H*W, 2*head_dim), the k-th nearest
+        past frame at index k; ``valid`` (T,) bool, False for frames not (yet) in the buffer.
+        Equals ``forward(feat, stack(frames), range(T), valid)`` up to float summation order.
+        Queries are processed in static chunks of ``query_chunk`` (bounds the gathered keys/values
+        a runtime must hold: chunk * key_size * heads * 2*head_dim floats).
+        """
+        if len(frames) != self.key_frames:
+            raise ValueError(f"forward_frames needs all T={self.key_frames} frames (mark missing ones invalid), "
+                             f"got {len(frames)}")
+        if feat.shape[0] != 1:
+            raise ValueError(f"forward_frames runs batch 1 (one stream step), got batch {feat.shape[0]}")
+        if self.query_ratio <= 0.0:
+            return feat
+        c, h, w = (int(x) for x in feat.shape[1:])  # static: plain ints even while tracing
+        hd = self.head_dim
+        q = self.q_proj(feat)
+        sel = self.select_static(q)  # (N,) int32
+        n_sel = int(sel.shape[0])
+        q_rows = q.permute(0, 2, 3, 1).reshape(h * w, -1)
+        q_sel = q_rows.index_select(0, sel) * hd ** -0.5  # (N, d)
+        qf = q_sel.view(n_sel, self.heads, 1, hd).transpose(0, 1)  # (heads, N, 1, hd)
+        # zero-padded to 2*hd: q_pad . [k | v] = q . k, so the gathered key|value rows are used as they
+        # are (slicing keys and values apart would copy the largest tensor of the step)
+        q_pad = torch.cat([qf, torch.zeros_like(qf)], -1)  # (heads, N, 1, 2hd)
+        # window positions of every frame from the query positions (int32 arithmetic, no tables)
+        ys = torch.div(sel, w, rounding_mode="trunc")
+        xs = sel - ys * w
+        zero = torch.zeros((), dtype=torch.int32, device=feat.device)
+        y_max = torch.full((), h - 1, dtype=torch.int32, device=feat.device)
+        x_max = torch.full((), w - 1, dtype=torch.int32, device=feat.device)
+        pos, inside = [], []
+        for half in self.half_widths:
+            r = torch.arange(-half, half + 1, dtype=torch.int32, device=feat.device)
+            dy, dx = torch.meshgrid(r, r, indexing="ij")
+            ky, kx = ys[:, None] + dy.reshape(1, -1), xs[:, None] + dx.reshape(1, -1)  # (N, n_k)
+            inside.append((ky >= 0) & (ky <= y_max) & (kx >= 0) & (kx <= x_max))
+            cy, cx = torch.minimum(torch.maximum(ky, zero), y_max), torch.minimum(torch.maximum(kx, zero), x_max)
+            pos.append(cy * w + cx)  # clamped into the map (always a valid index; masked if outside)
+        _, _, frame = key_window_offsets(self.half_widths)
+        valid = valid.reshape(-1).to(torch.bool)
+        key_ok = torch.cat(inside, 1) & valid.index_select(0, frame.to(feat.device))[None]  # (N, K)
+        neg_inf = torch.full((), float("-inf"), dtype=feat.dtype, device=feat.device)
+        sizes = [(2 * half + 1) ** 2 for half in self.half_widths]
+        outs = []
+        for i in range(0, n_sel, query_chunk):
+            j = min(i + query_chunk, n_sel)
+            # one gather per frame; keys/values of different frames are never concatenated, only
+            # their (small) attention logits are
+            kvs = [fr[0].index_select(1, p[i:j].reshape(-1)).view(self.heads, j - i, -1, 2 * hd)
+                   for fr, p in zip(frames, pos, strict=True)]  # (heads, m, n_k, 2hd) each
+            logits = torch.cat([torch.matmul(q_pad[:, i:j], kv.transpose(-1, -2)) for kv in kvs], -1)
+            logits = torch.where(key_ok[None, i:j, None, :], logits, neg_inf)  # (heads, m, 1, K)
+            attn = logits.softmax(-1).split(sizes, -1)
+            out = torch.matmul(attn[0], kvs[0])
+            for a, kv in zip(attn[1:], kvs[1:], strict=True):
+                out = out + torch.matmul(a, kv)  # (heads, m, 1, 2hd): attention-weighted [k | v]
+            outs.append(out[..., hd:])
+        out = torch.cat(outs, 1).view(self.heads, n_sel, hd).transpose(0, 1).reshape(n_sel, self.heads * hd)
+        upd = self.out_proj(out)  # (N, C)
+        # a query with no valid key keeps its feature (its softmax was all -inf); the window centre is
+        # always inside the map, so that happens exactly when no frame is valid
+        upd = torch.where(valid.any(), upd, torch.zeros((), dtype=upd.dtype, device=upd.device))
+        rows = feat.permute(0, 2, 3, 1).reshape(h * w, c)
+        sel_l = sel.to(torch.int64)
+        rows = rows.index_put((sel_l,), rows.index_select(0, sel) + upd)  # distinct positions: no reduction
+        return rows.view(1, h, w, c).permute(0, 3, 1, 2)
 
 
 def dense_temporal_attention(stt: SparseTemporalTransformer, feat: Tensor, memory: Tensor,

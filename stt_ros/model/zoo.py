@@ -82,6 +82,23 @@ class VideoSegModel(nn.Module):
             feat = self.stt(feat, memory, order)
         return upsample(self.segnet.head(feat), image.shape[-2:]), kv
 
+    def step_frames(self, image: Tensor, frames: Sequence[Tensor], valid: Tensor | None,
+                    query_chunk: int = 1024) -> tuple[Tensor, Tensor | None]:
+        """One streaming step in the static-shape (export) formulation, batch 1.
+
+        ``frames``: T tensors (1, heads, H/8*W/8, 2*head_dim), nearest first; ``valid`` (T,) bool
+        says which of them hold a frame (None: all). Equals :meth:`step` with the valid frames'
+        slots as ``order``. Baselines ignore ``frames``/``valid``.
+        """
+        feat, _ = self.segnet.features(image)
+        if self.stt is None:
+            return upsample(self.segnet.head(feat), image.shape[-2:]), None
+        if valid is None:
+            valid = torch.ones(len(frames), dtype=torch.bool, device=image.device)
+        kv = self.stt.project_memory(feat)
+        feat = self.stt.forward_frames(feat, frames, valid, query_chunk)
+        return upsample(self.segnet.head(feat), image.shape[-2:]), kv
+
     def forward_clip(self, clip: Tensor, all_frames: bool = False, grad_prev: bool = False) -> SegOutput | Tensor:
         """Run a clip (B, N, 3, H, W), frames in time order.
 
@@ -139,3 +156,66 @@ def build_model(cfg: STTConfig) -> VideoSegModel:
             query_ratio=cfg.query_ratio, attn_dim=cfg.attn_dim, heads=cfg.attn_heads,
             query_bands=cfg.query_tiles)
     return VideoSegModel(segnet, stt, cfg.model)
+
+
+# ---------------------------------------------------------------------------- exported streaming step
+#: Graph I/O names of the exported streaming step (see docs/DEPLOY.md).
+IMAGE_INPUT = "image"  # uint8 (1, H, W, 3) RGB at the network size
+VALID_INPUT = "frame_valid"  # bool (T,): frame k of the memory inputs holds a buffered frame
+CLASS_OUTPUT = "class_map"  # int32 (1, H, W) class ids
+MEMORY_OUTPUT = "new_memory"  # float32 (1, heads, H/8*W/8, 2*head_dim): this frame's keys/values
+LOGITS_OUTPUT = "logits"  # float32 (1, classes, H, W), optional
+
+
+def memory_input_name(k: int) -> str:
+    """Name of the k-th nearest buffered frame's keys/values input (k = 0 the most recent)."""
+    return f"memory_{k}"
+
+
+class StreamingStepGraph(nn.Module):
+    """What ``stt-export`` traces: uint8 image + T buffered frames -> class map + this frame's memory.
+
+    Normalisation ``(x - 255 mean) / (255 std)`` and the class argmax happen inside, exactly as the
+    torch backend does them, so a runtime only binds buffers. ``forward(image, *memory, valid)``
+    for STT models, ``forward(image)`` for per-frame baselines; returns ``(class_map, new_memory
+    [, logits])`` or ``(class_map [, logits])``.
+    """
+
+    def __init__(self, model: VideoSegModel, mean: Sequence[float], std: Sequence[float], with_logits: bool = False,
+                 query_chunk: int = 1024) -> None:
+        super().__init__()
+        self.model = model
+        self.with_logits = with_logits
+        self.query_chunk = query_chunk
+        m = torch.tensor(tuple(mean), dtype=torch.float32) * 255
+        s = torch.tensor(tuple(std), dtype=torch.float32) * 255
+        self.register_buffer("mean", m.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("inv_std", (1 / s).view(1, 3, 1, 1), persistent=False)
+
+    def input_names(self) -> list[str]:
+        if self.model.stt is None:
+            return [IMAGE_INPUT]
+        return [IMAGE_INPUT, *(memory_input_name(k) for k in range(self.model.stt.key_frames)), VALID_INPUT]
+
+    def output_names(self) -> list[str]:
+        names = [CLASS_OUTPUT] + ([MEMORY_OUTPUT] if self.model.stt is not None else [])
+        return names + ([LOGITS_OUTPUT] if self.with_logits else [])
+
+    def example_inputs(self, height: int, width: int) -> tuple[Tensor, ...]:
+        """Zero inputs of the right shapes and dtypes (for tracing)."""
+        image = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+        stt = self.model.stt
+        if stt is None:
+            return (image,)
+        frame = torch.zeros(1, *stt.memory_shape(height // 8, width // 8))
+        return (image, *[frame.clone() for _ in range(stt.key_frames)], torch.zeros(stt.key_frames, dtype=torch.bool))
+
+    def forward(self, image: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        x = (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) * self.inv_std
+        if self.model.stt is None:
+            logits, kv = self.model.step_frames(x, [], None)
+        else:
+            *frames, valid = rest
+            logits, kv = self.model.step_frames(x, frames, valid, self.query_chunk)
+        out = [logits.argmax(1).to(torch.int32)] + ([kv] if kv is not None else [])
+        return tuple(out + ([logits] if self.with_logits else []))

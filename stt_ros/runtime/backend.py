@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -123,9 +123,27 @@ class TorchBackend(Backend):
         return BackendOutput(class_map, out_logits, {"network_ms": (time.perf_counter() - t0) * 1e3})
 
 
-def create_backend(config: STTConfig, model: VideoSegModel | None = None) -> Backend:
-    """The backend ``config.backend`` names. Only torch exists so far; the others raise a
-    ConfigError that says so."""
+def create_backend(config: STTConfig, model: VideoSegModel | None = None, **options: Any) -> Backend:
+    """The backend ``config.backend`` names.
+
+    ``torch`` runs ``model`` (default: built from the config, weights from ``config.weights``).
+    ``onnxruntime`` and ``tensorrt`` run the graph written by ``stt-export``: ``config.weights``
+    names the .onnx file (or, for tensorrt, a built .plan), or a checkpoint with the .onnx beside
+    it. ``options`` go to the backend's constructor (see OnnxRuntimeBackend, TensorRTBackend).
+    """
     if config.backend == "torch":
+        if options:
+            raise ConfigError(f"backend=torch takes no options, got {sorted(options)}")
         return TorchBackend(config, model)
-    raise ConfigError(f"backend={config.backend!r} is not available in this version of stt_ros; use backend=torch")
+    if model is not None:
+        raise ConfigError(f"backend={config.backend} runs an exported graph, not a torch model: export the model "
+                          f"with stt-export and set weights to the .onnx file")
+    if config.backend == "onnxruntime":
+        from stt_ros.runtime.onnx_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(config, **options)
+    if config.backend == "tensorrt":
+        from stt_ros.runtime.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(config, **options)
+    raise ConfigError(f"backend={config.backend!r} is not available; use torch, onnxruntime or tensorrt")
