@@ -47,7 +47,7 @@ done
 # 4. build and install the package (messages + symlinked Python package) into the venv prefix.
 #    Inputs: build files, messages, and the *list* of Python files (edits to existing files need
 #    no rebuild: they are symlinked; a new file needs one).
-build_hash=$( { hash_of CMakeLists.txt package.xml msg/*.msg scripts/stt_node; \
+build_hash=$( { hash_of CMakeLists.txt package.xml setup.cfg msg/*.msg scripts/stt_node; \
   find stt_ros stt_train launch config -type f -not -path '*/__pycache__/*' | sort; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$build_hash" ] || \
    ! "$V/bin/python" -c 'import stt_ros.msg' >/dev/null 2>&1; then

@@ -1,0 +1,321 @@
+"""stt-eval: accuracy (mIoU) and temporal consistency (TC) of a model on a video dataset.
+
+The model runs through the streaming runtime (:class:`stt_ros.runtime.StreamingSegmenter`, the
+code the node runs), one sequence at a time with its ring buffer reset between sequences, so the
+numbers are those of deployment. Each frame is resized to the network input and its class map
+back to the label size (nearest).
+
+* mIoU: one confusion matrix over every labelled frame of every sequence
+  (:class:`stt_ros.metrics.ConfusionMatrix`), IoU per class = TP / (TP + FP + FN), averaged over the
+  classes present in labels or predictions. Pixels labelled 255 are ignored. This is what
+  cityscapesscripts' ``evalPixelLevelSemanticLabeling`` computes (a test checks it).
+* TC following ETC (Liu et al., ECCV 2020): for each pair of consecutive frames, the previous
+  prediction is warped onto the current frame with backward optical flow (nearest sampling) and
+  compared with the current prediction; intersections and unions are summed over all pairs of all
+  sequences, then IoU is averaged over classes. Pixels whose flow leaves the frame are not
+  compared; with ground-truth flow (SynthDrive) neither are pixels occluded in the previous frame.
+  Flow: ``dis`` (OpenCV DIS, default), ``gt`` (the dataset's exact flow), ``raft:<checkpoint>``
+  (torchvision's RAFT-large with weights from that file; needs torchvision), ``none``.
+* fps: frames per second of the whole streaming step (preprocessing, network, postprocessing),
+  measured while evaluating (the first frames of the run are excluded as warm-up).
+
+Results: per-class IoU, mIoU, TC and fps, printed and written as JSON and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stt_ros.config import ConfigError, STTConfig
+from stt_ros.metrics import (
+    IGNORE,
+    Agreement,
+    ConfusionMatrix,
+    TemporalConsistency,
+    confusion_matrix,
+    mean_iou,
+    warp_nearest,
+)
+from stt_train.datasets import ClipDataset, DatasetError, SequenceSpec, build_dataset, read_label, read_rgb
+
+WARMUP_FRAMES = 3
+
+
+def class_names(dataset: str, num_classes: int) -> list[str]:
+    if dataset == "camvid" and num_classes == 11:
+        from stt_ros.viz import CAMVID_CLASSES
+
+        return list(CAMVID_CLASSES)
+    if num_classes == 19:
+        from stt_ros.viz import cityscapes_train_classes
+
+        return [n for n, _ in cityscapes_train_classes()]
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def masked_agreement(prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray, num_classes: int,
+                     valid: np.ndarray | None = None) -> Agreement:
+    """:func:`stt_ros.metrics.pair_agreement` with an extra validity mask (e.g. not occluded)."""
+    warped, inside = warp_nearest(prev_mask, flow)
+    if valid is not None:
+        inside = inside & valid
+    cm = confusion_matrix(cur_mask, warped, num_classes, IGNORE, inside)
+    inter = np.diag(cm).astype(np.int64)
+    union = (cm.sum(0) + cm.sum(1) - np.diag(cm)).astype(np.int64)
+    total = int(cm.sum())
+    return Agreement(mean_iou(cm), float(inter.sum() / total) if total else float("nan"), inter, union)
+
+
+class RaftFlow:
+    """Backward flow from torchvision's RAFT-large with weights from a user-supplied checkpoint."""
+
+    def __init__(self, checkpoint: str, device: str = "cpu") -> None:
+        try:
+            from torchvision.models.optical_flow import raft_large
+        except ImportError as exc:
+            raise ConfigError("flow=raft needs torchvision, which stt_ros does not install (its PyPI build pulls a "
+                              "CUDA torch); pip install torchvision matching your torch, or use --flow dis") from exc
+        import torch
+
+        from stt_ros.weights import read_state_dict
+
+        self.torch = torch
+        self.model = raft_large(weights=None)
+        tensors, _ = read_state_dict(checkpoint)
+        self.model.load_state_dict(tensors)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+
+    def backward(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        h, w = cur.shape[:2]
+        ph, pw = (-h) % 8, (-w) % 8
+
+        def prep(img: np.ndarray):
+            x = torch.from_numpy(img).permute(2, 0, 1)[None].float().to(self.device) / 127.5 - 1
+            return torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+
+        with torch.inference_mode():
+            flow = self.model(prep(cur), prep(prev))[-1][0, :, :h, :w]  # cur -> prev: backward flow
+        return flow.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
+def make_flow(kind: str):
+    """None (no TC), "gt", a FlowEstimator (DIS) or a RaftFlow."""
+    if kind == "none":
+        return None
+    if kind == "gt":
+        return "gt"
+    if kind == "dis" or kind.startswith("dis:"):
+        from stt_ros.metrics import FlowEstimator
+
+        return FlowEstimator(kind.split(":", 1)[1] if ":" in kind else "fast")
+    if kind.startswith("raft:"):
+        return RaftFlow(kind.split(":", 1)[1])
+    raise ConfigError(f"flow={kind!r}: choose dis, dis:<preset> (ultrafast, fast, medium), gt, raft:<checkpoint> "
+                      f"or none")
+
+
+def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], dataset: ClipDataset,
+                       flow: str = "dis", model=None, progress: bool = True, desc: str = "eval",
+                       names: list[str] | None = None) -> dict[str, Any]:
+    """Stream every sequence through the runtime; returns the metrics dict (see module docstring)."""
+    from tqdm import tqdm
+
+    from stt_ros.runtime import StreamingSegmenter, create_backend
+    from stt_train.synthdrive import read_flow_png
+
+    n = model_cfg.num_classes
+    backend = create_backend(model_cfg, model)
+    seg = StreamingSegmenter(backend)
+    estimator = make_flow(flow)
+    cm, tc = ConfusionMatrix(n), TemporalConsistency(n)
+    times: list[float] = []
+    labelled = 0
+    total = sum(len(s.frames) for s in sequences)
+    t0 = time.perf_counter()
+    with tqdm(total=total, desc=desc, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+        for seq in sequences:
+            seg.reset()
+            prev_pred = prev_img = None
+            for i, path in enumerate(seq.frames):
+                img = read_rgb(path)
+                res = seg.process(img)
+                times.append(res.timings["total_ms"])
+                pred = res.mask
+                if seq.labels[i] is not None:
+                    label = read_label(seq.labels[i], dataset.label_lut)
+                    if label.shape != pred.shape:
+                        raise DatasetError(f"label {seq.labels[i]} is {label.shape[::-1]} but frame {path} is "
+                                           f"{pred.shape[::-1]}")
+                    cm.update(pred, label)
+                    labelled += 1
+                if estimator is not None and prev_pred is not None:
+                    if estimator == "gt":
+                        if seq.flows[i] is None:
+                            raise ConfigError(f"flow=gt but the dataset has no ground-truth flow for {path}; use "
+                                              f"--flow dis")
+                        fl, valid = read_flow_png(seq.flows[i])
+                    else:
+                        fl, valid = estimator.backward(prev_img, img), None
+                    tc.add(masked_agreement(prev_pred, pred, fl, n, valid))
+                prev_pred, prev_img = pred, img
+                bar.update(1)
+    wall = time.perf_counter() - t0
+    steady = times[WARMUP_FRAMES:] if len(times) > 2 * WARMUP_FRAMES else times
+    names = names or [f"class_{i}" for i in range(n)]
+    iou = cm.iou()
+    return {
+        "model": model_cfg.model, "weights": model_cfg.weights,
+        "input": [model_cfg.input_height, model_cfg.input_width],
+        "sequences": len(sequences), "frames": total, "labelled_frames": labelled, "tc_pairs": tc.pairs,
+        "flow": flow, "miou": 100 * cm.miou(), "tc": 100 * tc.value() if tc.pairs else float("nan"),
+        "pixel_accuracy": 100 * cm.pixel_accuracy(),
+        "fps": 1000.0 / float(np.mean(steady)) if steady else float("nan"), "wall_s": wall,
+        "per_class_iou": {names[i]: (None if np.isnan(iou[i]) else 100 * float(iou[i])) for i in range(n)},
+        "key_size": _key_size(model_cfg), "config": model_cfg.to_dict(),
+    }
+
+
+def _key_size(cfg: STTConfig) -> int | None:
+    if not cfg.temporal:
+        return None
+    from stt_ros.model.stt import key_half_widths, key_size
+
+    return key_size(key_half_widths(cfg.key_frames, cfg.key_window_start, cfg.key_window_end, cfg.key_window_step))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Summary table plus per-class IoU table."""
+    r = results
+    lines = ["| model | mIoU (%) | TC (%) | fps | frames | flow |", "|---|---|---|---|---|---|",
+             f"| {r['model']} | {r['miou']:.1f} | {_fmt(r['tc'])} | {r['fps']:.1f} | {r['frames']} | {r['flow']} |", "",
+             "| class | IoU (%) |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in r["per_class_iou"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.1f}"
+
+
+def eval_dataset(dataset: str, root: str, split: str, model_cfg: STTConfig, stride: int = 1,
+                 frames: int | None = None) -> tuple[ClipDataset, list[SequenceSpec]]:
+    """The dataset and its evaluation sequences: whole videos for SynthDrive, otherwise ``frames``
+    frames (default T + 1) ending at each labelled frame."""
+    if dataset == "synthdrive":
+        ds = build_dataset(dataset, root, split, 0, stride, mean=model_cfg.mean, std=model_cfg.std)
+        return ds, ds.sequences(frames)
+    n = frames or (model_cfg.key_frames + 1 if model_cfg.temporal else 1)
+    ds = build_dataset(dataset, root, split, n - 1, stride, mean=model_cfg.mean, std=model_cfg.std)
+    return ds, ds.sequences(n)
+
+
+def evaluate_experiment(cfg, weights: str, split: str | None = None, flow: str | None = None,
+                        max_sequences: int | None = None, out_json: str | Path | None = None,
+                        out_md: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``weights`` with an :class:`stt_train.config.ExperimentConfig`'s model and data."""
+    model_cfg = cfg.model.replace(weights=str(weights), backend="torch", device="cpu")
+    flow = flow or ("gt" if cfg.data.dataset == "synthdrive" else "dis")
+    ds, seqs = eval_dataset(cfg.data.dataset, cfg.data.root, split or cfg.data.val_split, model_cfg, cfg.data.stride)
+    seqs = seqs[:max_sequences] if max_sequences else seqs
+    res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=progress,
+                             names=class_names(cfg.data.dataset, model_cfg.num_classes))
+    res.update(dataset=cfg.data.dataset, split=split or cfg.data.val_split)
+    write_results(res, out_json, out_md)
+    return res
+
+
+def write_results(res: dict[str, Any], out_json: str | Path | None, out_md: str | Path | None) -> None:
+    from stt_ros.weights import atomic_write
+
+    if out_json:
+        text = json.dumps(res, indent=2)
+        atomic_write(out_json, lambda tmp: Path(tmp).write_text(text))
+    if out_md:
+        text = markdown(res)
+        atomic_write(out_md, lambda tmp: Path(tmp).write_text(text))
+
+
+def model_config_from_weights(weights: str, overrides: dict[str, Any]) -> STTConfig:
+    from stt_ros.weights import checkpoint_config, read_state_dict
+
+    _, meta = read_state_dict(weights)
+    saved = checkpoint_config(meta)
+    if saved is None:
+        raise ConfigError(f"{weights} stores no config; pass --config with the experiment YAML it was trained with")
+    saved.update(overrides)
+    return STTConfig.from_dict(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stt-eval", description="Evaluate mIoU, temporal consistency (TC) and fps of a model on a video dataset "
+        "through the streaming runtime.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  stt-eval --weights models/stt_bise18_synthdrive.safetensors --dataset synthdrive "
+               "--root data/synthdrive --split val --flow gt\n"
+               "  stt-eval --config stt_train/configs/cityscapes_stt_bise18.yaml --weights runs/x/final.safetensors "
+               "--set data.root=/data/cityscapes\n"
+               "  stt-eval --weights w.safetensors --dataset camvid --root /data/camvid --split test --flow dis:medium "
+               "--json out.json --markdown out.md\n"
+               "Without --config the model settings come from the checkpoint's metadata.")
+    parser.add_argument("--weights", required=True, help=".safetensors checkpoint to evaluate")
+    parser.add_argument("--config", help="experiment YAML (model and data sections); optional")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="override config values")
+    parser.add_argument("--dataset", choices=("cityscapes", "camvid", "synthdrive"), help="dataset (without --config)")
+    parser.add_argument("--root", help="dataset folder (without --config, or to override it)")
+    parser.add_argument("--split", help="split to evaluate (default: the config's val_split, or val)")
+    parser.add_argument("--flow", help="dis (default), dis:<preset>, gt (SynthDrive's exact flow; its default), "
+                                       "raft:<checkpoint>, none")
+    parser.add_argument("--frames", type=int, help="frames per evaluation clip for Cityscapes/CamVid (default T+1) "
+                                                   "or first N frames of each SynthDrive sequence")
+    parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
+    parser.add_argument("--json", help="write the results as JSON here")
+    parser.add_argument("--markdown", help="write a Markdown table here")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.config:
+            from stt_train.config import load_experiment
+
+            cfg = load_experiment(args.config, args.set)
+            model_cfg, dataset = cfg.model, cfg.data.dataset
+            root, split, stride = args.root or cfg.data.root, args.split or cfg.data.val_split, cfg.data.stride
+        else:
+            if not args.dataset or not args.root:
+                raise ConfigError("without --config, give --dataset and --root")
+            over = {}
+            for item in args.set:
+                key, _, value = item.partition("=")
+                if not key.startswith("model."):
+                    raise ConfigError(f"without --config only model.* can be set, not {key}")
+                import yaml
+
+                over[key[6:]] = yaml.safe_load(value)
+            model_cfg = model_config_from_weights(args.weights, over)
+            dataset, root, split, stride = args.dataset, args.root, args.split or "val", 1
+        model_cfg = model_cfg.replace(weights=args.weights, backend="torch", device="cpu")
+        flow = args.flow or ("gt" if dataset == "synthdrive" else "dis")
+        ds, seqs = eval_dataset(dataset, root, split, model_cfg, stride, args.frames)
+        seqs = seqs[: args.max_sequences] if args.max_sequences else seqs
+        res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=not args.no_progress,
+                                 names=class_names(dataset, model_cfg.num_classes))
+        res.update(dataset=dataset, split=split)
+        write_results(res, args.json, args.markdown)
+    except (ConfigError, DatasetError, ValueError, OSError) as exc:
+        print(f"stt-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(res), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Train a zoo model (per-frame baseline or STT) on video clips, on one process or many (torchrun).
+
+Semi-supervised as in the paper: each clip holds T previous frames and the labelled target frame;
+the previous frames run through the per-frame network without gradients (``train.grad_prev``
+allows them), the temporal transformer's key/value projections always learn. The loss is OHEM
+cross-entropy on the main head plus ``aux_weight`` times the auxiliary heads' OHEM losses; the
+learning rate follows a linear warm-up then poly decay. With ``torchrun --nproc_per_node=N``
+every process takes ``batch_size / N`` clips of each global batch (DistributedDataParallel, gloo
+on CPU, nccl on GPU, BatchNorm statistics synchronised), so N processes compute the same loss as
+one process with the whole batch. Augmentation draws come from a per-clip seed and RNG states are
+checkpointed, so ``--resume`` continues exactly where an interrupted run stopped.
+
+Outputs in ``train.out_dir``: ``checkpoints/`` (see :mod:`stt_train.checkpoint`), ``final.safetensors``
+(the trained model, loadable by the node and stt-eval), ``config.yaml`` (the resolved experiment),
+``tb/`` (TensorBoard scalars: loss, loss_main, loss_aux, lr, sec_per_iter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from stt_ros.config import ConfigError
+from stt_ros.model.zoo import VideoSegModel, build_model
+from stt_ros.weights import WeightsError
+from stt_train import distributed as dist_utils
+from stt_train.augment import ClipAugment
+from stt_train.checkpoint import (
+    CheckpointError,
+    find_latest,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from stt_train.config import ExperimentConfig, load_experiment
+from stt_train.datasets import DatasetError, build_dataset, collate
+from stt_train.losses import OhemCELoss
+from stt_train.sampler import ClipSampler
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by ``run(stop_after=...)``: simulates a crash (no checkpoint is written at that point)."""
+
+
+class ClipForward(nn.Module):
+    """What DDP wraps: a clip -> (main logits, aux logits...) for the target frame."""
+
+    def __init__(self, model: VideoSegModel, grad_prev: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.grad_prev = grad_prev
+
+    def forward(self, clip: Tensor) -> tuple[Tensor, ...]:
+        out = self.model.forward_clip(clip, grad_prev=self.grad_prev)
+        return (out.logits, *out.aux)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_at(it: int, cfg) -> float:
+    """Linear warm-up from ``warmup_ratio * lr`` over ``warmup_iters``, then poly decay to 0."""
+    t = cfg.train
+    if it < t.warmup_iters:
+        return t.lr * (t.warmup_ratio + (1 - t.warmup_ratio) * it / t.warmup_iters)
+    span = max(t.iters - t.warmup_iters, 1)
+    return t.lr * (1 - min(it - t.warmup_iters, span) / span) ** t.poly_power
+
+
+def param_groups(model: VideoSegModel, cfg) -> list[dict[str, Any]]:
+    """Backbone vs the rest (``head_lr_mult``); no weight decay on BatchNorm and biases."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        backbone = name.startswith("segnet.backbone.")
+        decay = p.ndim > 1
+        groups.setdefault((backbone, decay), []).append(p)
+    out = []
+    for (backbone, decay), params in sorted(groups.items()):
+        out.append({"params": params, "lr_mult": 1.0 if backbone else cfg.train.head_lr_mult,
+                    "weight_decay": cfg.train.weight_decay if decay else 0.0})
+    return out
+
+
+def init_from(model: VideoSegModel, path: str) -> None:
+    """Load a checkpoint of the same per-frame network; the temporal transformer (``stt.*``) may be
+    absent (a per-frame baseline's checkpoint) and then keeps its initialisation. Anything else that
+    does not fit is an error naming the keys, and nothing is loaded."""
+    from stt_ros.model.state import load_state_dict_report
+    from stt_ros.weights import read_state_dict
+
+    tensors, _ = read_state_dict(path)
+    report = load_state_dict_report(model, tensors, dry_run=True)
+    report.missing = [k for k in report.missing if not k.startswith("stt.")]
+    if not report.complete:
+        raise WeightsError(f"train.init_weights={path} does not fit {model.name}; nothing was loaded.\n"
+                           f"{report.summary()}")
+    load_state_dict_report(model, tensors)
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available; use train.device=cpu or auto")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+class ScalarLog:
+    """TensorBoard scalars (``torch.utils.tensorboard``; the pinned ``tensorboard`` package) in ``tb/``,
+    and the same scalars as JSON lines in ``log.jsonl`` (easy to read without TensorBoard)."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(folder))
+        except ImportError:  # a pip install without the [train] extra: log.jsonl only
+            print("stt-train: tensorboard is not installed (pip install tensorboard, or stt_ros[train]); "
+                  "scalars go to log.jsonl only", file=sys.stderr)
+            self.writer = None
+
+        self.jsonl = open(folder.parent / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def add(self, scalars: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in scalars.items():
+                self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+        self.jsonl.write(json.dumps({"iteration": step, **scalars}) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.jsonl.close()
+
+
+def build_train_dataset(cfg: ExperimentConfig):
+    d = cfg.data
+    aug = ClipAugment(crop=tuple(d.crop), scale=tuple(d.scale), base_size=tuple(d.base_size) if d.base_size else None,
+                      flip=d.flip, color=d.color, pad_value=tuple(round(m * 255) for m in cfg.model.mean))
+    return build_dataset(d.dataset, d.root, d.train_split, cfg.prev_frames, d.stride, aug, cfg.model.mean,
+                         cfg.model.std)
+
+
+def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | None = None,
+        progress: bool = True, max_iters_this_run: int | None = None) -> dict[str, Any]:
+    """Train; returns {"iteration", "final" (path or None), "losses" (per iteration, this run)}.
+
+    ``resume``: True = the latest checkpoint of ``train.out_dir``; a path = that run folder or its
+    ``latest.json``. ``stop_after`` (tests): raise :class:`TrainingInterrupted` after that many
+    iterations of this run *without* saving (a crash). ``max_iters_this_run``: stop cleanly with a
+    checkpoint after that many iterations (time-sliced jobs; continue with --resume).
+    """
+    t = cfg.train
+    rank, local_rank, world_size = dist_utils.world()
+    device = pick_device(t.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    distributed = dist_utils.init(device)
+    if t.threads > 0:
+        torch.set_num_threads(t.threads)
+    if t.batch_size % world_size:
+        raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {world_size} processes")
+    local_bs = t.batch_size // world_size
+    out_dir = Path(t.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    if not resume and rank == 0 and (ckpt_dir / "latest.json").exists():
+        raise CheckpointError(f"{out_dir} already holds a run (checkpoints/latest.json); pass --resume to continue "
+                              f"it, or choose another train.out_dir")
+
+    # model: identical initial weights on every process
+    seed_everything(t.seed)
+    model = build_model(cfg.model)
+    if t.backbone_weights:
+        from stt_ros.weights import load_backbone
+
+        load_backbone(model.segnet.backbone, t.backbone_weights)
+    if t.init_weights:
+        init_from(model, t.init_weights)
+    for name, p in model.named_parameters():
+        if name.startswith("segnet.backbone.fc."):  # the ImageNet classifier, kept only for loading
+            p.requires_grad_(False)
+    if distributed and t.sync_bn:
+        model = dist_utils.convert_sync_bn(model, device)
+    model.to(device).train()
+    net: nn.Module = ClipForward(model, t.grad_prev)
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                      broadcast_buffers=False,
+                                      # the transformer sits idle without previous frames or queries
+                                      find_unused_parameters=model.temporal and (cfg.prev_frames == 0
+                                                                                  or cfg.model.query_ratio == 0))
+    groups = param_groups(model, cfg)
+    if t.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    use_amp = t.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    dataset = build_train_dataset(cfg)
+    per_epoch = len(dataset) // t.batch_size
+    if per_epoch == 0:
+        raise ConfigError(f"the training set has {len(dataset)} clips, fewer than train.batch_size={t.batch_size}")
+    sampler = ClipSampler(len(dataset), world_size, rank, t.seed, local_bs)
+
+    start = 0
+    if resume:
+        latest = find_latest(out_dir if resume is True else resume)
+        state = load_checkpoint(latest, model, optimizer, rank)
+        start = state["iteration"]
+        if use_amp and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        if state["rng"] is not None:
+            set_rng_state(state["rng"])
+        if rank == 0:
+            print(f"resumed from {latest} at iteration {start}", file=sys.stderr)
+    else:
+        seed_everything(t.seed * 1000 + rank)  # per-process streams (dropout), fixed by the seed
+
+    loss_fn = OhemCELoss(t.ohem_thresh, t.ohem_min_kept)
+    log = None
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        from stt_ros.weights import atomic_write
+
+        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+        atomic_write(out_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+        log = ScalarLog(out_dir / "tb")
+    from tqdm import tqdm
+
+    bar = tqdm(total=t.iters, initial=start, desc=f"train {cfg.model.model}", unit="it",
+               disable=not progress or rank != 0, dynamic_ncols=True)
+    losses: list[float] = []
+    it = start
+    ran = 0
+    last_ckpt = start
+    t_last, it_last = time.perf_counter(), start
+
+    def checkpoint(i: int) -> None:
+        states = [rng_state()]
+        if distributed:
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.all_gather_object(gathered, states[0])
+            states = gathered
+        if rank == 0:
+            save_checkpoint(ckpt_dir, i, model, cfg.model.to_dict(), optimizer,
+                            scaler.state_dict() if use_amp else None, states, cfg.to_dict(), t.keep_checkpoints)
+
+    try:
+        while it < t.iters:
+            epoch, offset = divmod(it, per_epoch)
+            sampler.set_position(epoch, offset)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=local_bs, sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate,
+                drop_last=True, pin_memory=device.type == "cuda",
+                generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
+            for batch in loader:
+                lr = lr_at(it, cfg)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr * g["lr_mult"]
+                clip = batch["frames"].to(device, non_blocking=True)
+                label = batch["label"].to(device, non_blocking=True)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    outs = net(clip)
+                main = loss_fn(outs[0], label)
+                aux = sum((loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
+                loss = main + t.aux_weight * aux
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at iteration {it}; lower train.lr or check the "
+                                             f"data")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                it += 1
+                ran += 1
+                vals = dist_utils.all_mean(torch.stack([loss.detach(), main.detach(), aux.detach()])).tolist()
+                losses.append(vals[0])
+                bar.update(1)
+                if it % t.log_interval == 0 or it == t.iters:
+                    now = time.perf_counter()
+                    sec = (now - t_last) / max(it - it_last, 1)
+                    t_last, it_last = now, it
+                    bar.set_postfix(loss=f"{vals[0]:.3f}", lr=f"{lr:.2e}")
+                    if log is not None:
+                        log.add({"loss": vals[0], "loss_main": vals[1], "loss_aux": vals[2], "lr": lr,
+                                 "sec_per_iter": sec}, it)
+                if it % t.ckpt_interval == 0 or it == t.iters:
+                    checkpoint(it)
+                    last_ckpt = it
+                if stop_after is not None and ran >= stop_after:
+                    raise TrainingInterrupted(f"stopped after {ran} iterations (simulated crash)")
+                if max_iters_this_run is not None and ran >= max_iters_this_run and it < t.iters:
+                    if last_ckpt != it:
+                        checkpoint(it)
+                    bar.close()
+                    return {"iteration": it, "final": None, "losses": losses}
+                if it >= t.iters:
+                    break
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    final = None
+    if rank == 0:
+        from stt_ros.weights import save_weights
+
+        final = out_dir / "final.safetensors"
+        save_weights(model, final, config=cfg.model.to_dict(), metadata={"iteration": str(it)})
+    if t.eval_at_end and rank == 0:
+        from stt_train.evaluate import evaluate_experiment
+
+        evaluate_experiment(cfg, str(final), out_json=out_dir / "eval.json", progress=progress)
+    if distributed:
+        torch.distributed.barrier()
+    return {"iteration": it, "final": final, "losses": losses}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="stt-train", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  stt-train --config stt_train/configs/synthdrive_stt_bise18.yaml\n"
+               "  stt-train --config stt_train/configs/cityscapes_stt_bise18.yaml --set data.root=/data/cityscapes\n"
+               "  stt-train --config my.yaml --resume                    # continue train.out_dir's latest checkpoint\n"
+               "  stt-train --config my.yaml --set train.iters=20 train.out_dir=/tmp/smoke\n"
+               "  torchrun --nproc_per_node=2 -m stt_train.train --config my.yaml   # DDP (gloo on CPU, nccl on GPU)")
+    parser.add_argument("--config", required=True, help="experiment YAML (sections model, data, train)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values, e.g. train.iters=100 data.root=/data/cityscapes")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                        help="continue from the latest checkpoint of train.out_dir (or of RUN_DIR)")
+    parser.add_argument("--max-iters-this-run", type=int, default=None,
+                        help="stop with a checkpoint after this many iterations (continue later with --resume)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_experiment(args.config, args.set)
+        result = run(cfg, args.resume, progress=not args.no_progress, max_iters_this_run=args.max_iters_this_run)
+    except (ConfigError, DatasetError, CheckpointError, WeightsError, FloatingPointError, FileNotFoundError) as exc:
+        print(f"stt-train: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if dist_utils.world()[0] == 0:
+        if result["final"]:
+            print(f"trained {result['iteration']} iterations; model: {result['final']}")
+        else:
+            print(f"paused at iteration {result['iteration']}; continue with --resume")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    sys.exit(main())
