@@ -109,6 +109,8 @@ class TorchBackend(Backend):
         expected = (self.config.input_height, self.config.input_width, 3)
         if image.shape != expected or image.dtype != np.uint8:
             raise ValueError(f"backend input must be uint8 {expected}, got {image.dtype} {image.shape}")
+        if not image.flags.writeable:  # e.g. a view of a bag's message bytes; torch wants writable memory
+            image = image.copy()
         t0 = time.perf_counter()
         with torch.inference_mode():
             x = self.normalize(torch.from_numpy(image)[None])

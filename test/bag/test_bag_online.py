@@ -1,0 +1,76 @@
+"""stt-bag-eval --through-node: the bag played to stt_node over real DDS (loopback, the test's own
+domain) gives the same masks as the offline mode for every frame the node did not drop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bagtools import masks_by_stamp, run_cli
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def offline_masks(bag: Path, skip: set[int]) -> dict[int, np.ndarray]:
+    """Offline evaluation through the API, leaving out the frames the node dropped."""
+    from stt_ros.bag.cli import DEFAULT_CONFIG, resolve_weights
+    from stt_ros.bag.evaluate import EvalSettings, Run, run_offline, select_cameras
+    from stt_ros.bag.output import OutputBag
+    from stt_ros.bag.source import BagSource, typestore
+    from stt_ros.config import load_config
+
+    cfg = resolve_weights(load_config(str(DEFAULT_CONFIG)), DEFAULT_CONFIG)
+    out = bag.parent.parent / f"offline_{len(skip)}_{abs(hash(tuple(sorted(skip))))}"
+    with BagSource(bag) as src:
+        cams, _ = select_cameras(src)
+        out_bag = OutputBag(out, typestore())
+        run = Run(src, cams, cfg, EvalSettings(progress=False, samples=0), out_bag)
+        run_offline(run, skip={"/camera/image_raw": skip})
+        out_bag.close()
+    return masks_by_stamp(out)
+
+
+@pytest.mark.parametrize("rate", [0.5, 10.0])
+def test_online_masks_equal_offline(synth_bag: Path, tmp_path: Path, rate: float) -> None:
+    """At half speed the node keeps up; at 10x (150 fps) it drops frames, and the frames it
+    processed still get exactly the masks offline evaluation gives the same frame sequence."""
+    out = tmp_path / "online"
+    res = run_cli(synth_bag, "--out", out, "--through-node", "--rate", str(rate))
+    assert res.returncode == 0, res.stderr + res.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    cam = metrics["cameras"][0]
+    assert metrics["mode"] == "through-node" and metrics["node"]["returncode"] == 0
+    assert cam["frames"] == 12 and cam["processed"] + cam["dropped"] == 12 and cam["processed"] >= 2
+    if rate > 1:
+        assert cam["dropped"] > 0
+    assert cam["rejected"] == 0 and cam["resets"] == 0
+    assert cam["end_to_end_ms"]["n"] == cam["processed"]
+    assert cam["end_to_end_ms"]["p50"] >= cam["inference_ms"]["p50"] > 0
+
+    online = masks_by_stamp(out / "bag")
+    assert len(online) == cam["processed"]
+    all_stamps = set(masks_by_stamp(out / "bag", "/camera/labels"))
+    assert len(all_stamps) == 12
+    dropped = all_stamps - set(online)
+    offline = offline_masks(synth_bag, dropped)
+    assert sorted(offline) == sorted(online)
+    for stamp, mask in online.items():
+        np.testing.assert_array_equal(mask, offline[stamp], err_msg=f"frame {stamp}")
+    assert len({m.tobytes() for m in online.values()}) > 1  # the masks follow the drive
+
+    report = (out / "report.md").read_text()
+    assert "Mode: **through-node**" in report and "node/node.log" in report
+    assert "stt_node" in (out / "node" / "node.log").read_text()
+
+
+def test_node_that_cannot_start_is_one_clear_error(synth_bag: Path, tmp_path: Path) -> None:
+    """Weights of another architecture: stt_node refuses them and stt-bag-eval says so."""
+    res = run_cli(synth_bag, "--out", tmp_path / "out", "--through-node", "--set", "model=stt_psp18")
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert "stt_node exited with code 1" in errors[0] and "cannot start" in errors[0] and "stt_psp18" in errors[0]
+    assert not (tmp_path / "out").exists()
