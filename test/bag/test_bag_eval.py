@@ -195,3 +195,27 @@ def test_bare_mcap_file(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
     assert sorted(got) == sorted(ref) and len(got) == 12
     for stamp, mask in got.items():
         np.testing.assert_array_equal(mask, ref[stamp])
+
+
+def test_two_cameras_keep_their_own_ring_buffers(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
+    """Frames of two cameras interleaved in one bag: each camera's masks are those of a bag with
+    that camera alone (its ring buffer never sees the other camera's frames)."""
+    ts = typestore()
+    frames = bag_frames(synth_bag)
+    msgs = []
+    for i, (t, rgb) in enumerate(frames):
+        msgs.append(("/left/image_raw", "sensor_msgs/msg/Image", t, image_msg(ts, rgb, t)))
+        flipped = np.ascontiguousarray(frames[len(frames) - 1 - i][1][:, ::-1])
+        msgs.append(("/right/image_raw", "sensor_msgs/msg/Image", t + 1, image_msg(ts, flipped, t)))
+    bag = write_bag(tmp_path / "stereo", msgs)
+    res = run_cli(bag, "--out", tmp_path / "out", "--flow", "none")
+    assert res.returncode == 0, res.stderr
+    cams = json.loads((tmp_path / "out" / "metrics.json").read_text())["cameras"]
+    assert [(c["camera"], c["processed"]) for c in cams] == [("left", 12), ("right", 12)]
+    left = masks_by_stamp(tmp_path / "out" / "bag", "/left/mask")
+    ref = masks_by_stamp(offline / "bag")
+    assert sorted(left) == sorted(ref)
+    for stamp in ref:
+        np.testing.assert_array_equal(left[stamp], ref[stamp])
+    right = masks_by_stamp(tmp_path / "out" / "bag", "/right/mask")
+    assert len(right) == 12 and any(not np.array_equal(right[s], left[s]) for s in ref)

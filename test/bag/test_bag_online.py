@@ -4,16 +4,17 @@ domain) gives the same masks as the offline mode for every frame the node did no
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bagtools import masks_by_stamp, run_cli
+from bagtools import bag_frames, compressed_msg, masks_by_stamp, run_cli, typestore, write_bag
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def offline_masks(bag: Path, skip: set[int]) -> dict[int, np.ndarray]:
+def offline_masks(bag: Path, skip: set[int], topic: str = "/camera/image_raw") -> dict[int, np.ndarray]:
     """Offline evaluation through the API, leaving out the frames the node dropped."""
     from stt_ros.bag.cli import DEFAULT_CONFIG, resolve_weights
     from stt_ros.bag.evaluate import EvalSettings, Run, run_offline, select_cameras
@@ -22,14 +23,14 @@ def offline_masks(bag: Path, skip: set[int]) -> dict[int, np.ndarray]:
     from stt_ros.config import load_config
 
     cfg = resolve_weights(load_config(str(DEFAULT_CONFIG)), DEFAULT_CONFIG)
-    out = bag.parent.parent / f"offline_{len(skip)}_{abs(hash(tuple(sorted(skip))))}"
+    out = Path(tempfile.mkdtemp(prefix="offline_", dir=bag.parent)) / "bag"
     with BagSource(bag) as src:
         cams, _ = select_cameras(src)
         out_bag = OutputBag(out, typestore())
         run = Run(src, cams, cfg, EvalSettings(progress=False, samples=0), out_bag)
-        run_offline(run, skip={"/camera/image_raw": skip})
+        run_offline(run, skip={topic: skip})
         out_bag.close()
-    return masks_by_stamp(out)
+    return masks_by_stamp(out, f"/{cams[0].name}/mask")
 
 
 @pytest.mark.parametrize("rate", [0.5, 10.0])
@@ -74,3 +75,21 @@ def test_node_that_cannot_start_is_one_clear_error(synth_bag: Path, tmp_path: Pa
     assert len(errors) == 1
     assert "stt_node exited with code 1" in errors[0] and "cannot start" in errors[0] and "stt_psp18" in errors[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_compressed_topic_through_the_node(synth_bag: Path, tmp_path: Path) -> None:
+    """A CompressedImage topic is played on <camera topic>/compressed, which the node decodes."""
+    ts = typestore()
+    frames = bag_frames(synth_bag)[:6]
+    bag = write_bag(tmp_path / "jpeg_bag", [("/front/image_raw/compressed", "sensor_msgs/msg/CompressedImage", t,
+                                             compressed_msg(ts, rgb, t, "jpg")) for t, rgb in frames])
+    res = run_cli(bag, "--out", tmp_path / "online", "--through-node", "--rate", "0.5", "--flow", "none")
+    assert res.returncode == 0, res.stderr + res.stdout
+    params = (tmp_path / "online" / "node" / "node_params.yaml").read_text()
+    assert "/front/image_raw" in params and "compressed" in params
+    online = masks_by_stamp(tmp_path / "online" / "bag", "/front/mask")
+    assert 2 <= len(online) <= 6
+    offline = offline_masks(bag, {t for t, _ in frames} - set(online), "/front/image_raw/compressed")
+    assert sorted(offline) == sorted(online)
+    for stamp, mask in online.items():
+        np.testing.assert_array_equal(mask, offline[stamp])
