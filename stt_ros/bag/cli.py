@@ -136,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--rate {args.rate} must be positive")
         if not 0 <= args.overlay_alpha <= 1:
             raise ConfigError(f"--overlay-alpha {args.overlay_alpha} must lie in [0, 1]")
+        if args.domain_id is not None and not 0 <= args.domain_id <= 232:
+            raise ConfigError(f"--domain-id {args.domain_id} must lie in 0..232")
+        if args.through_node:
+            import importlib.util
+
+            if importlib.util.find_spec("rclpy") is None:
+                raise ConfigError("--through-node needs ROS 2 (rclpy) and the built stt_ros messages: run it from a "
+                                  "sourced ROS 2 workspace or `make setup`'s .venv; without them, drop --through-node")
         cfg = model_config(args)
         pal = args.palette or ("camvid" if cfg.num_classes == 11 else "cityscapes")
         settings = EvalSettings(flow=args.flow, max_gap_s=args.max_frame_gap, overlay_alpha=args.overlay_alpha,

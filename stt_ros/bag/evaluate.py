@@ -20,7 +20,7 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,6 @@ class EvalSettings:
     rate: float = 1.0  # online: playback speed factor
     domain_id: int | None = None  # online: ROS_DOMAIN_ID (default: the environment's)
     progress: bool = True
-    extra_node_params: dict = field(default_factory=dict)
 
 
 def camera_name(topic: str) -> str:
@@ -203,7 +202,7 @@ class Run:
             msg = deserialize(self.ts, m.raw, m.msgtype)
             self.metrics[cam.topic].add_label(header_stamp_ns(msg), mono8_to_array(msg))
         except ImageError as exc:
-            self.metrics[cam.topic].label_errors.append(f"label at {m.log_time}: {exc}")
+            self.metrics[cam.topic].label_error(f"label at {m.log_time}: {exc}")
 
     def keep_sample(self, cam: Camera, index: int, stamp_ns: int, image: np.ndarray) -> None:
         if index in self.wanted[cam.topic]:
@@ -286,7 +285,6 @@ def node_parameters(cams: list[Camera], cfg: STTConfig, settings: EvalSettings) 
                   camera_transports=["compressed" if c.compressed else "raw" for c in cams],
                   mask_resolution="camera", max_frame_gap_s=float(settings.max_gap_s),
                   overlay_alpha=float(settings.overlay_alpha), palette=settings.palette)
-    params.update(settings.extra_node_params)
     return params
 
 

@@ -70,7 +70,8 @@ class CameraMetrics:
         self.cm = ConfusionMatrix(num_classes)
         self.tc = TemporalConsistency(num_classes)
         self.labelled = 0
-        self.label_errors: list[str] = []
+        self.label_errors: list[str] = []  # the first few, for the report
+        self.label_error_count = 0
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (rgb, mask) of the last processed frame
         self._preds: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self._labels: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
@@ -115,9 +116,14 @@ class CameraMetrics:
         while len(self._labels) > PENDING:
             self._labels.popitem(last=False)
 
+    def label_error(self, text: str) -> None:
+        self.label_error_count += 1
+        if len(self.label_errors) < 10:
+            self.label_errors.append(text)
+
     def _score(self, stamp_ns: int, pred: np.ndarray, label: np.ndarray) -> None:
         if pred.shape != label.shape:
-            self.label_errors.append(f"label at {stamp_ns} is {label.shape[::-1]}, mask {pred.shape[::-1]}")
+            self.label_error(f"label at {stamp_ns} is {label.shape[::-1]}, mask {pred.shape[::-1]}")
             return
         self.cm.update(pred, label)
         self.labelled += 1
@@ -147,7 +153,7 @@ class CameraMetrics:
                               for i in range(self.num_classes)} if labelled else {},
             "inference_ms": stats([f.inference_ms for f in done]),
             "end_to_end_ms": stats([f.end_to_end_ms for f in done]),
-            "label_errors": self.label_errors[:10],
+            "label_errors": self.label_errors, "label_error_count": self.label_error_count,
             "rejections": sorted({f.rejected for f in rejected})[:10],
         }
 

@@ -122,6 +122,8 @@ def markdown(results: dict[str, Any], pictures: dict[str, dict[str, str]]) -> st
             lines += ["| class | IoU (%) |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in present.items()] + [""]
         if c["rejections"]:
             lines += ["Rejected frames: " + "; ".join(c["rejections"]), ""]
+        if c["label_error_count"]:
+            lines += [f"Unusable labels ({c['label_error_count']}): " + "; ".join(c["label_errors"]), ""]
     if r.get("node"):
         n = r["node"]
         lines += ["## stt_node", "", f"Exit code {n.get('returncode')}; log `{n.get('log')}`.", ""]

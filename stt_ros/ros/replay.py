@@ -208,6 +208,7 @@ def replay(spec: dict, progress: bool = True) -> dict:
             time.sleep(0.3)
             rec.write(recorder.take())
             summary["recorded"] = rec.count
+        source.close()
         summary["unanswered"] = sorted(set(last_stamp) - answered)
         return summary
     finally:
