@@ -155,10 +155,13 @@ def _train_cli(args: list[str], env_extra: dict[str, str], timeout: int = 300) -
 @pytest.mark.slow
 def test_torchrun_two_gloo_processes_match_one_process(mini_synthdrive: Path, tmp_path: Path) -> None:
     """Same global batch of 4 clips: one process with 4, or two gloo processes with 2 each (DDP,
-    BatchNorm synchronised). The losses agree to float tolerance; later iterations may drift a
-    little because the two runs' float sums round differently (ReLU masks flip at near-zero values)."""
+    BatchNorm synchronised). The first loss agrees to float tolerance, and so do the weights after
+    the first updates. Losses of later iterations are not compared tightly: the two runs' float
+    sums round differently, and OHEM's hard-pixel threshold turns a rounding difference into a
+    pixel kept or not (seen: 1.5 % apart by the third iteration with identical code)."""
     common = ["--config", str(SMALL), "--no-progress", "--set"]
-    extra = ["train.batch_size=4", "train.iters=3", "train.optimizer=sgd", "train.lr=0.01"]
+    extra = ["train.batch_size=4", "train.iters=3", "train.optimizer=sgd", "train.lr=0.01", "train.ckpt_interval=1",
+             "train.keep_checkpoints=3"]
     _train_cli([sys.executable, "-m", "stt_train.train", *common, *overrides(mini_synthdrive, tmp_path / "one"),
                 *extra], {})
     _train_cli([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -167,9 +170,15 @@ def test_torchrun_two_gloo_processes_match_one_process(mini_synthdrive: Path, tm
     one = [json.loads(s)["loss"] for s in (tmp_path / "one/log.jsonl").read_text().splitlines()]
     two = [json.loads(s)["loss"] for s in (tmp_path / "two/log.jsonl").read_text().splitlines()]
     assert len(one) == len(two) == 3
+    assert all(math.isfinite(v) for v in one + two)
     assert two[0] == pytest.approx(one[0], rel=1e-5)
-    assert two == pytest.approx(one, rel=1e-2)
-    assert all(math.isfinite(v) for v in one)
+    assert two[1] == pytest.approx(one[1], rel=1e-2)
+    assert two[2] == pytest.approx(one[2], rel=3e-2)
+    step1 = Path("checkpoints") / "iter_0000001.safetensors"
+    w1, w2 = load_file(str(tmp_path / "one" / step1)), load_file(str(tmp_path / "two" / step1))
+    assert w1.keys() == w2.keys()
+    for k in w1:  # the first update is the same (max difference measured: 1e-5)
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-3, atol=1e-4, msg=k)
 
 
 def test_no_ros_imports_in_stt_train() -> None:
