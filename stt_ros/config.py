@@ -9,7 +9,10 @@ query ratio TR=50%.
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 ARCHITECTURES = ("bisenet", "pspnet")
@@ -20,6 +23,71 @@ RESIZE_MODES = ("stretch", "letterbox")
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message says which field and what is allowed."""
+
+
+#: Config files are small; refuse anything larger before parsing it (a wrong path or a device file
+#: must not be read into memory).
+MAX_CONFIG_BYTES = 1 << 20
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+_REPR.maxlevel = 3
+
+
+def short_repr(value: Any) -> str:
+    """repr() bounded in length and depth, for error messages about untrusted values (a YAML file
+    with nested aliases can expand to gigabytes when printed in full)."""
+    return _REPR.repr(value)
+
+
+def sorted_names(names: Any, limit: int = 20) -> list[str]:
+    """Keys of a user-supplied mapping as sorted, bounded strings (keys may be of any type; at most
+    ``limit`` of them, then a count of the rest)."""
+    out = sorted(short_repr(n) if not isinstance(n, str) else n[:80] for n in names)
+    return out if len(out) <= limit else [*out[:limit], f"... {len(out) - limit} more"]
+
+
+def fits_annotation(value: Any, hint: str) -> bool:
+    """Whether ``value`` (from YAML or a ROS parameter) fits a dataclass field's annotation ``hint``
+    (str, int, float (finite), bool, list[...], ... | None): NodeSettings and stt_train's configs."""
+    if hint.endswith(" | None"):
+        return value is None or fits_annotation(value, hint[: -len(" | None")])
+    if hint.startswith("list["):
+        return isinstance(value, list) and all(fits_annotation(v, hint[5:-1]) for v in value)
+    if hint == "bool":
+        return isinstance(value, bool)
+    if hint == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint == "str":
+        return isinstance(value, str)
+    raise TypeError(f"no check for annotation {hint!r}")
+
+
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """Parse a YAML file with ``yaml.safe_load``; every failure is a :class:`ConfigError` naming the
+    file: unreadable, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8, not YAML, nested too deeply."""
+    import yaml
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES >> 20} MB; is it really a config file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: {exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path} nests collections too deeply to be a config file") from None
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -74,16 +142,22 @@ class STTConfig:
         """Raise :class:`ConfigError` naming the first invalid field."""
         from stt_ros.model.zoo import MODEL_NAMES  # local: zoo imports config
 
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "str" and not isinstance(value, str):
+                raise ConfigError(f"{f.name}={short_repr(value)} must be a string")
         if self.model not in MODEL_NAMES:
-            raise ConfigError(f"model={self.model!r} is not a zoo model; choose one of {', '.join(MODEL_NAMES)}")
+            raise ConfigError(f"model={short_repr(self.model)} is not a zoo model; choose one of "
+                              f"{', '.join(MODEL_NAMES)}")
         for f in fields(self):
             value = getattr(self, f.name)
             meta = f.metadata
             if "choices" in meta and value not in meta["choices"]:
-                raise ConfigError(f"{f.name}={value!r} is not allowed; choose one of {', '.join(meta['choices'])}")
+                raise ConfigError(f"{f.name}={short_repr(value)} is not allowed; choose one of "
+                                  f"{', '.join(meta['choices'])}")
             if "lo" in meta:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ConfigError(f"{f.name}={value!r} must be a number")
+                    raise ConfigError(f"{f.name}={short_repr(value)} must be a number")
                 if f.type == "int" and not isinstance(value, int):
                     raise ConfigError(f"{f.name}={value!r} must be an integer")
                 if not meta["lo"] <= value <= meta["hi"]:
@@ -100,8 +174,9 @@ class STTConfig:
                 raise ConfigError(f"{name}={getattr(self, name)} must be a multiple of 32 (the backbone's stride)")
         for name in ("mean", "std"):
             v = getattr(self, name)
-            if len(v) != 3 or not all(isinstance(x, (int, float)) for x in v):
-                raise ConfigError(f"{name}={v!r} must be three numbers (R, G, B)")
+            if not isinstance(v, (tuple, list)) or len(v) != 3 or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+                raise ConfigError(f"{name}={short_repr(v)} must be three finite numbers (R, G, B)")
         if any(x <= 0 for x in self.std):
             raise ConfigError(f"std={self.std!r} must be positive")
         if self.precision == "int8" and self.backend != "tensorrt":
@@ -116,13 +191,17 @@ class STTConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> STTConfig:
         """Build from a mapping; unknown keys are an error naming them (catches typos)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a model config must be a mapping of field names, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted_names(k for k in data if k not in known)
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
         kw = dict(data)
         for name in ("mean", "std"):
             if name in kw:
+                if not isinstance(kw[name], (list, tuple)):
+                    raise ConfigError(f"{name}={short_repr(kw[name])} must be a list of three numbers (R, G, B)")
                 kw[name] = tuple(kw[name])
         return cls(**kw)
 
@@ -136,15 +215,7 @@ class STTConfig:
 
 def load_config(path: str) -> STTConfig:
     """Read an :class:`STTConfig` from a YAML file (a flat mapping of field names)."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
     return STTConfig.from_dict(data)

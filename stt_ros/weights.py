@@ -89,14 +89,37 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     raise WeightsError(f"{path}: unsupported weights format {path.suffix!r}; use .safetensors (or .pth/.pt)")
 
 
-def checkpoint_config(meta: Mapping[str, str]) -> dict[str, Any] | None:
-    """The config stored in a checkpoint's metadata, if any."""
+def checkpoint_config(meta: Mapping[str, str], source: str | os.PathLike[str] = "checkpoint") -> dict[str, Any] | None:
+    """The config stored in a checkpoint's metadata, if any (``source`` names the file in errors)."""
     if "config" not in meta:
         return None
     try:
-        return json.loads(meta["config"])
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"checkpoint metadata 'config' is not valid JSON: {exc}") from exc
+        saved = json.loads(meta["config"])
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise WeightsError(f"{source}: metadata 'config' is not valid JSON: {exc}") from None
+    if not isinstance(saved, dict):
+        raise WeightsError(f"{source}: metadata 'config' must be a JSON object, not {type(saved).__name__}")
+    return saved
+
+
+def check_values(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], module: nn.Module) -> None:
+    """WeightsError naming the keys whose values cannot be right: NaN or infinite numbers (a corrupt
+    or diverged checkpoint), or integer/bool data for one of ``module``'s floating-point tensors
+    (or the reverse)."""
+    own = module.state_dict()
+    bad_kind = [k for k, v in tensors.items()
+                if k in own and own[k].is_floating_point() != torch.as_tensor(v).is_floating_point()]
+    non_finite = [k for k, v in tensors.items()
+                  if torch.as_tensor(v).is_floating_point() and not bool(torch.isfinite(v).all())]
+    problems = []
+    if bad_kind:
+        problems.append(f"integer/float kind differs from the model's for {len(bad_kind)} key(s): "
+                        + ", ".join(bad_kind[:10]))
+    if non_finite:
+        problems.append(f"NaN or infinite values in {len(non_finite)} tensor(s): " + ", ".join(non_finite[:10]))
+    if problems:
+        raise WeightsError(f"{path} holds unusable values (corrupt, or saved from a diverged run); nothing was "
+                           f"loaded.\n" + "\n".join(problems))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str], config: Mapping[str, Any] | None = None,
@@ -109,12 +132,13 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], config: Mapping
     the rest.
     """
     tensors, meta = read_state_dict(path)
-    saved = checkpoint_config(meta)
+    saved = checkpoint_config(meta, path)
     if config is not None and saved is not None:
         diff = [f"{k}: checkpoint {saved.get(k)!r}, config {config.get(k)!r}"
                 for k in ARCH_FIELDS if k in saved and saved.get(k) != config.get(k)]
         if diff:
             raise WeightsError(f"{path} was saved for a different model: " + "; ".join(diff))
+    check_values(path, tensors, model)
     report = load_state_dict_report(model, tensors, ignore_prefixes=ignore_prefixes, dry_run=strict)
     if strict:
         if not report.complete:
@@ -130,6 +154,7 @@ def load_backbone(backbone: nn.Module, path: str | os.PathLike[str]) -> LoadRepo
     error naming it, and nothing is loaded.
     """
     tensors, _ = read_state_dict(path)
+    check_values(path, tensors, backbone)
     report = load_state_dict_report(backbone, tensors, dry_run=True)
     if not report.complete:
         raise WeightsError(f"{path} is not a checkpoint of this backbone; nothing was loaded.\n{report.summary()}")

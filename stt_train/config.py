@@ -9,13 +9,38 @@ command line overrides any value (YAML syntax for the value).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stt_ros.config import ConfigError, STTConfig
+from stt_ros.config import ConfigError, STTConfig, fits_annotation, read_yaml_file, short_repr, sorted_names
+
+
+def check_types(obj: Any, section: str) -> None:
+    """ConfigError naming the first field of ``obj`` whose value does not fit its annotation."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not fits_annotation(value, str(f.type)):
+            hint = ""
+            if "float" in str(f.type):
+                hint = " (finite)"
+                number = _number_in_string(value)
+                if number is not None:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                    hint += f"; YAML reads {value} as a string, write {number!r}"
+            raise ConfigError(f"{section}.{f.name}={short_repr(value)} must be {f.type}{hint}")
+
+
+def _number_in_string(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass
@@ -33,6 +58,7 @@ class DataConfig:
     workers: int = 1
 
     def validate(self) -> None:
+        check_types(self, "data")
         if self.dataset not in ("cityscapes", "camvid", "synthdrive"):
             raise ConfigError(f"data.dataset={self.dataset!r}: choose cityscapes, camvid or synthdrive")
         if len(self.crop) != 2 or any(c % 32 for c in self.crop):
@@ -74,6 +100,7 @@ class TrainConfig:
     eval_at_end: bool = False
 
     def validate(self) -> None:
+        check_types(self, "train")
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"train.optimizer={self.optimizer!r}: choose sgd or adamw")
         if self.iters < 1 or self.batch_size < 1 or self.ckpt_interval < 1 or self.log_interval < 1:
@@ -105,7 +132,7 @@ def _section(cls, data: dict[str, Any], name: str):
     if not isinstance(data, dict):
         raise ConfigError(f"section {name!r} must be a mapping, not {type(data).__name__}")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted_names(k for k in data if k not in known)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in section {name!r}; known keys: {sorted(known)}")
     obj = cls(**data)
@@ -114,7 +141,10 @@ def _section(cls, data: dict[str, Any], name: str):
 
 
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    unknown = sorted(set(data) - {"model", "data", "train"})
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config is a mapping with sections model, data, train, not "
+                          f"{type(data).__name__}")
+    unknown = sorted_names(k for k in data if k not in ("model", "data", "train"))
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; a training config has model, data and train")
     try:
@@ -130,6 +160,9 @@ def from_dict(data: dict[str, Any]) -> ExperimentConfig:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``["train.iters=10", "model.key_frames=3"]`` -> updated copy of ``data``."""
+    for name, section in data.items():
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"section {short_repr(name)} must be a mapping of keys, not {type(section).__name__}")
     data = {k: dict(v or {}) for k, v in data.items()}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -137,17 +170,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not dot or section not in ("model", "data", "train"):
             raise ConfigError(f"override {item!r} must look like section.key=value with section model, data or "
                               f"train")
-        data.setdefault(section, {})[name] = yaml.safe_load(value)
+        try:
+            data.setdefault(section, {})[name] = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise ConfigError(f"override {short_repr(item)}: the value is not valid YAML: {exc}") from None
     return data
 
 
 def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path, "training config") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping with sections model, data, train")
     return from_dict(apply_overrides(data, list(overrides)))

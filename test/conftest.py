@@ -9,7 +9,9 @@ inherit both through os.environ.
 from __future__ import annotations
 
 import os
+import tempfile
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,15 @@ import pytest
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.pop("ROS_STATIC_PEERS", None)
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 90))
+
+# Hypothesis keeps caches (and, unless a test's settings say database=None, an example database)
+# under ./.hypothesis: keep them out of the repository.
+try:
+    from hypothesis.configuration import set_hypothesis_home_dir
+except ImportError:  # hypothesis is a development requirement only
+    pass
+else:
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"stt_ros_hypothesis_{os.getuid()}")
 
 
 def domain_id_for(nodeid: str) -> int:

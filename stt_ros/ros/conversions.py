@@ -1,67 +1,27 @@
 """sensor_msgs/Image and CompressedImage <-> numpy, without cv_bridge.
 
-ROS 2's cv_bridge is not on PyPI; these few encodings are all the node needs, and a numpy view of
-the message buffer avoids a copy when the rows are not padded.
+Decoding lives in :mod:`stt_ros.runtime.images` (no ROS imports), shared with bag evaluation so
+the node and ``stt-bag-eval`` accept and refuse exactly the same frames; this module re-exports it
+and adds the encoder the node publishes with.
 """
 
 from __future__ import annotations
 
 import array
 
-import cv2
 import numpy as np
 
-#: encoding -> (channels, conversion to RGB or None when already RGB)
-ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "rgb8": (3, None),
-    "bgr8": (3, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, cv2.COLOR_GRAY2RGB),
-}
-#: refuse images above this many pixels (a corrupt header must not allocate gigabytes)
-MAX_PIXELS = 8192 * 8192
+from stt_ros.runtime.images import (
+    ENCODINGS,
+    MAX_PIXELS,
+    ImageError,
+    compressed_size,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 
-
-class ImageError(ValueError):
-    """An image message cannot be used; the message says why."""
-
-
-def image_to_rgb(msg) -> np.ndarray:  # noqa: ANN001 (sensor_msgs/Image)
-    """RGB uint8 (H, W, 3) from a sensor_msgs/Image. A view of the message data for unpadded
-    rgb8; one conversion otherwise."""
-    enc = msg.encoding
-    if enc not in ENCODINGS:
-        raise ImageError(f"unsupported encoding {enc!r}; supported: {', '.join(ENCODINGS)}")
-    channels, code = ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise ImageError(f"empty image {w}x{h}")
-    if h * w > MAX_PIXELS:
-        raise ImageError(f"image {w}x{h} exceeds the {MAX_PIXELS} pixel limit")
-    if step < w * channels:
-        raise ImageError(f"step {step} is smaller than width*channels = {w * channels} for {enc}")
-    data = np.frombuffer(msg.data, np.uint8)
-    if data.size < step * h:
-        raise ImageError(f"data holds {data.size} bytes, step*height needs {step * h}")
-    rows = data[: step * h].reshape(h, step)[:, : w * channels]
-    img = rows.reshape(h, w, channels) if channels > 1 else rows
-    if code is None:
-        return img
-    return cv2.cvtColor(np.ascontiguousarray(img) if channels == 1 else img, code)
-
-
-def compressed_to_rgb(msg) -> np.ndarray:  # noqa: ANN001 (sensor_msgs/CompressedImage)
-    """RGB uint8 from a sensor_msgs/CompressedImage (jpeg, png, ... whatever OpenCV decodes)."""
-    buf = np.frombuffer(msg.data, np.uint8)
-    if buf.size == 0:
-        raise ImageError("compressed image holds no data")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"cannot decode compressed image (format {msg.format!r}, {buf.size} bytes)")
-    if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise ImageError(f"decoded image {img.shape[1]}x{img.shape[0]} exceeds the pixel limit")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+__all__ = ["ENCODINGS", "MAX_PIXELS", "ImageError", "compressed_size", "compressed_to_rgb", "image_to_rgb",
+           "numpy_to_image"]
 
 
 def _bytes(arr: np.ndarray) -> array.array:

@@ -34,6 +34,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -47,6 +48,7 @@ from stt_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb,
 from stt_ros.ros.params import declare_parameters, read_settings, settings_with
 from stt_ros.ros.settings import NodeSettings
 from stt_ros.runtime import StreamingSegmenter, create_backend
+from stt_ros.runtime.stream_policy import StreamPolicy
 from stt_ros.viz import colorize, make_palette, overlay, palette
 from stt_ros.weights import WeightsError
 
@@ -73,8 +75,7 @@ class CameraStream:
     rejected: int = 0
     resets: int = 0
     processed: int = 0
-    last_stamp: float | None = None
-    last_size: tuple[int, int] | None = None
+    policy: StreamPolicy = field(default_factory=StreamPolicy)  # when to reset the ring buffer
     prev_net: np.ndarray | None = None  # previous frame at network size (for optical flow)
     prev_mask: np.ndarray | None = None  # previous class map at network size
     last_error: str = ""
@@ -109,16 +110,20 @@ class STTNode(Node):
         output_size = "input" if s.mask_resolution == "camera" else "network"
         self.streams: list[CameraStream] = []
         for i, (name, topic) in enumerate(zip(s.camera_names, s.camera_topics, strict=True)):
-            pubs = {"mask": self.create_publisher(Image, f"{name}/mask", out_qos),
-                    "color_mask": self.create_publisher(Image, f"{name}/color_mask", out_qos),
-                    "overlay": self.create_publisher(Image, f"{name}/overlay", out_qos),
-                    "tc": self.create_publisher(TemporalConsistency, f"{name}/temporal_consistency", out_qos)}
-            stream = CameraStream(name, topic, StreamingSegmenter(self.backend, output_size), pubs)
-            if s.transport(i) == "compressed":
-                self.create_subscription(CompressedImage, f"{topic}/compressed",
-                                         lambda m, st=stream: self._on_image(st, m, compressed=True), in_qos)
-            else:
-                self.create_subscription(Image, topic, lambda m, st=stream: self._on_image(st, m), in_qos)
+            try:
+                pubs = {"mask": self.create_publisher(Image, f"{name}/mask", out_qos),
+                        "color_mask": self.create_publisher(Image, f"{name}/color_mask", out_qos),
+                        "overlay": self.create_publisher(Image, f"{name}/overlay", out_qos),
+                        "tc": self.create_publisher(TemporalConsistency, f"{name}/temporal_consistency", out_qos)}
+                stream = CameraStream(name, topic, StreamingSegmenter(self.backend, output_size), pubs)
+                if s.transport(i) == "compressed":
+                    self.create_subscription(CompressedImage, f"{topic}/compressed",
+                                             lambda m, st=stream: self._on_image(st, m, compressed=True), in_qos)
+                else:
+                    self.create_subscription(Image, topic, lambda m, st=stream: self._on_image(st, m), in_qos)
+            except NameValidationException as exc:  # rclpy's message spans lines (with a caret): keep the first
+                raise ConfigError(f"camera {name!r} with topic {topic!r}: {str(exc).splitlines()[0].rstrip(':')}; "
+                                  f"see camera_names and camera_topics") from None
             self.streams.append(stream)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
@@ -209,14 +214,10 @@ class STTNode(Node):
         s = self.settings
         stamp = stamp_seconds(msg.header)
         size = rgb.shape[:2]
-        if stream.last_stamp is not None:
-            if size != stream.last_size:
-                self._reset_stream(stream, f"image size changed {stream.last_size} -> {size}")
-            elif stamp < stream.last_stamp:
-                self._reset_stream(stream, f"stamp went backwards by {stream.last_stamp - stamp:.3f} s")
-            elif stamp - stream.last_stamp > s.max_frame_gap_s:
-                self._reset_stream(stream, f"gap of {stamp - stream.last_stamp:.3f} s > max_frame_gap_s")
-        stream.last_stamp, stream.last_size = stamp, size
+        stream.policy.max_gap_s = s.max_frame_gap_s  # a dynamic parameter
+        reason = stream.policy.check(stamp, size)  # the rule stt-bag-eval applies offline too
+        if reason:
+            self._reset_stream(stream, reason)
 
         result = stream.segmenter.process(rgb)
         header = msg.header
@@ -270,6 +271,7 @@ class STTNode(Node):
             received, dropped = stream.window_received, stream.window_dropped
             stream.window_received = stream.window_dropped = 0
             counters = (stream.processed, stream.dropped, stream.rejected, stream.resets)
+            total_received = stream.received
             last_receive, last_error = stream.last_receive, stream.last_error
         period = s.diagnostics_period_s
         lat = float(np.mean(stream.inference_ms)) if stream.inference_ms else float("nan")
@@ -301,7 +303,8 @@ class STTNode(Node):
         processed, drops, rejected, resets = counters
         values = {"topic": stream.topic, "input_rate_hz": f"{received / period:.2f}",
                   "inference_latency_ms": f"{lat:.1f}", "end_to_end_latency_ms": f"{e2e:.1f}",
-                  "temporal_consistency_miou": f"{tc:.3f}", "frames_processed": str(processed),
+                  "temporal_consistency_miou": f"{tc:.3f}", "frames_received": str(total_received),
+                  "frames_processed": str(processed),
                   "frames_dropped": str(drops), "frames_rejected": str(rejected), "buffer_resets": str(resets),
                   "ring_buffer_fill": f"{stream.segmenter.fill}/{stream.segmenter.capacity}",
                   "last_error": last_error}
@@ -378,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             node = STTNode()
-        except (ConfigError, WeightsError) as exc:
+        except (ConfigError, WeightsError, ParameterException) as exc:  # parameter: wrong type or out of range
             rclpy.logging.get_logger("stt_node").fatal(f"cannot start: {exc}")
             return 1
         rclpy.spin(node)

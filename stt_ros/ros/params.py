@@ -55,9 +55,17 @@ def declare_parameters(node: Node) -> None:
     for _, f, default in all_fields():
         ptype = _type_of(f, default)
         value = list(default) if isinstance(default, tuple) else default
-        if isinstance(value, list) and not value:
-            value = Parameter.Type(ptype)  # an empty array: declare by type
-        node.declare_parameter(f.name, value, _descriptor(f, ptype, read_only=not f.metadata.get("dynamic")))
+        read_only = not f.metadata.get("dynamic")
+        empty = isinstance(value, list) and not value
+        if empty:
+            value = Parameter.Type(ptype)  # an empty array: declare by type (rclpy cannot infer it from [])
+        node.declare_parameter(f.name, value, _descriptor(f, ptype, read_only=read_only))
+        if empty and not read_only:
+            try:
+                node.get_parameter(f.name)
+            except ParameterUninitializedException:  # give it its empty value: `ros2 param get` and the
+                # get_parameters service answer nothing at all for a parameter that has none
+                node.set_parameters([Parameter(f.name, Parameter.Type(ptype), [])])
 
 
 def _value(node: Node, name: str) -> Any:
@@ -80,11 +88,17 @@ def read_settings(node: Node) -> tuple[NodeSettings, STTConfig]:
 
 
 def settings_with(settings: NodeSettings, params: list[Parameter]) -> NodeSettings:
-    """``settings`` with the given parameter changes applied and validated (ConfigError if not)."""
+    """``settings`` with the given parameter changes applied and validated (ConfigError if not).
+
+    Parameters that are not NodeSettings fields (rclpy's own, such as ``use_sim_time``; the model's
+    are read-only and never reach here) leave the settings as they are."""
+    own = {f.name for f in dataclasses.fields(NodeSettings)}
     changes = {}
     for p in params:
+        if p.name not in own:
+            continue
         v = p.value
         changes[p.name] = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
-    if "palette_colors" in changes:
-        changes["palette_colors"] = [int(x) for x in changes["palette_colors"] or []]
+    if isinstance(changes.get("palette_colors"), list):  # anything else is left to validation to refuse
+        changes["palette_colors"] = [int(x) if isinstance(x, int) else x for x in changes["palette_colors"]]
     return dataclasses.replace(settings, **changes)

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from stt_ros.config import ConfigError, STTConfig
+from stt_ros.config import ConfigError, STTConfig, fits_annotation, short_repr
+from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
 
 TRANSPORTS = ("raw", "compressed")
 RELIABILITY = ("best_effort", "reliable")
@@ -51,9 +52,9 @@ class NodeSettings:
                       dynamic=True, choices=PALETTES)
     palette_colors: list[int] = _f([], "custom palette as flat R,G,B values per class id (palette: custom)",
                                    dynamic=True)
-    max_frame_gap_s: float = _f(1.0, "reset a camera's ring buffer when its header stamps jump forward by more "
-                                "than this (seconds); they also reset when the stamp goes backwards or the image "
-                                "size changes", dynamic=True, lo=0.0, hi=3600.0)
+    max_frame_gap_s: float = _f(DEFAULT_MAX_GAP_S, "reset a camera's ring buffer when its header stamps jump "
+                                "forward by more than this (seconds); they also reset when the stamp goes backwards "
+                                "or the image size changes", dynamic=True, lo=0.0, hi=3600.0)
     tc_enabled: bool = _f(True, "compute online temporal consistency (optical flow + warped agreement)",
                           dynamic=True)
     flow_preset: str = _f("ultrafast", "OpenCV DIS optical-flow preset for temporal consistency", dynamic=True,
@@ -78,14 +79,19 @@ class NodeSettings:
         self.validate()
 
     def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not fits_annotation(value, str(f.type)):
+                raise ConfigError(f"{f.name}={short_repr(value)} must be {f.type}"
+                                  + (" (finite)" if "float" in str(f.type) else ""))
         n = len(self.camera_names)
         if n == 0:
             raise ConfigError("camera_names is empty: configure at least one camera")
         if len(set(self.camera_names)) != n:
-            raise ConfigError(f"camera_names {self.camera_names} contains duplicates")
+            raise ConfigError(f"camera_names {short_repr(self.camera_names)} contains duplicates")
         for name in self.camera_names:
-            if not name or not all(c.isalnum() or c == "_" for c in name) or name[0].isdigit():
-                raise ConfigError(f"camera name {name!r} is not a valid ROS name token (letters, digits, "
+            if not name or not all(c.isascii() and (c.isalnum() or c == "_") for c in name) or name[0].isdigit():
+                raise ConfigError(f"camera name {short_repr(name)} is not a valid ROS name token (letters, digits, "
                                   "underscores; not starting with a digit)")
         if len(self.camera_topics) != n:
             raise ConfigError(f"camera_topics has {len(self.camera_topics)} entries but camera_names has {n}")
@@ -97,7 +103,7 @@ class NodeSettings:
             allowed = meta.get("choices")
             values = value if isinstance(value, list) else [value]
             if allowed and any(v not in allowed for v in values):
-                raise ConfigError(f"{f.name}={value!r} is not allowed; choose from {', '.join(allowed)}")
+                raise ConfigError(f"{f.name}={short_repr(value)} is not allowed; choose from {', '.join(allowed)}")
             if "lo" in meta and not meta["lo"] <= value <= meta["hi"]:
                 raise ConfigError(f"{f.name}={value} is out of range [{meta['lo']}, {meta['hi']}]")
         if self.latency_error_ms < self.latency_warn_ms:

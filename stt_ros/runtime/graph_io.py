@@ -43,23 +43,18 @@ GRAPH_FIELDS = ("model", "num_classes", "key_frames", "key_window_start", "key_w
 def read_config_file(path: str | Path) -> STTConfig:
     """An STTConfig from a flat YAML mapping (unknown keys are errors) or from a ROS params file
     (``node: ros__parameters: {...}``, like config/stt.yaml; the node's other parameters are skipped)."""
-    import yaml
+    from stt_ros.config import read_yaml_file
 
-    from stt_ros.config import load_config
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path) or {}
     if isinstance(data, dict) and len(data) == 1:
         inner = next(iter(data.values()))
         if isinstance(inner, dict) and isinstance(inner.get("ros__parameters"), dict):
             # the node's own parameters sit beside the model's: take the STTConfig fields only
             known = STTConfig.field_help()
             return STTConfig.from_dict({k: v for k, v in inner["ros__parameters"].items() if k in known})
-    return load_config(str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
+    return STTConfig.from_dict(data)
 
 
 def export_hint(config: STTConfig, output: str = "model.onnx") -> str:

@@ -7,6 +7,10 @@ product needs, and a numpy view of the message buffer avoids a copy when the row
 
 from __future__ import annotations
 
+import io
+import struct
+import warnings
+
 import cv2
 import numpy as np
 
@@ -63,14 +67,52 @@ def mono8_to_array(msg) -> np.ndarray:  # noqa: ANN001
     return data[: step * h].reshape(h, step)[:, :w]
 
 
+def compressed_size(data: bytes | memoryview | np.ndarray) -> tuple[str, int, int]:
+    """(format, width, height) of a PNG or JPEG from its header, without decoding the pixels.
+
+    Pillow reads only the header when it opens an image (OpenCV has no such call)."""
+    from PIL import Image, UnidentifiedImageError
+
+    raw = memoryview(data).cast("B")
+    head = bytes(raw[:8])
+    kind = "png" if head.startswith(b"\x89PNG\r\n\x1a\n") else "jpeg" if head.startswith(b"\xff\xd8") else None
+    if kind is None:
+        raise ImageError(f"neither PNG nor JPEG (starts with {head.hex()}); the compressed transport carries jpeg "
+                         f"or png")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is checked by the caller
+            with Image.open(io.BytesIO(raw), formats=("PNG", "JPEG")) as im:
+                return kind, int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"the {kind} header promises a decompression bomb ({exc})") from None
+    except UnidentifiedImageError:  # its message names only the BytesIO object
+        raise ImageError(f"corrupt or truncated {kind} header") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise ImageError(f"corrupt or truncated {kind} header ({exc})") from None
+
+
 def compressed_to_rgb(msg) -> np.ndarray:  # noqa: ANN001 (sensor_msgs/CompressedImage)
-    """RGB uint8 from a sensor_msgs/CompressedImage (jpeg, png, ... whatever OpenCV decodes)."""
+    """RGB uint8 from a sensor_msgs/CompressedImage holding a PNG or JPEG (what ROS's compressed
+    image transport sends). The size in the file's header is checked against :data:`MAX_PIXELS`
+    before anything is decoded, so a small message (a "decompression bomb": 0.4 MB of PNG can
+    promise 400 megapixels) cannot make the decoder allocate gigabytes."""
     buf = np.frombuffer(msg.data, np.uint8)
     if buf.size == 0:
         raise ImageError("compressed image holds no data")
+    what = f"cannot decode compressed image (format {str(msg.format)[:40]!r}, {buf.size} bytes)"
+    try:
+        kind, width, height = compressed_size(buf)
+    except ImageError as exc:
+        raise ImageError(f"{what}: {exc}") from None
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{what}: the {kind} header gives an empty size {width}x{height}")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{what}: {kind} image {width}x{height} exceeds the {MAX_PIXELS} pixel limit "
+                         f"(refused before decoding)")
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
-        raise ImageError(f"cannot decode compressed image (format {msg.format!r}, {buf.size} bytes)")
+        raise ImageError(f"{what}: the {kind} data is corrupt or truncated")
     if img.shape[0] * img.shape[1] > MAX_PIXELS:
         raise ImageError(f"decoded image {img.shape[1]}x{img.shape[0]} exceeds the pixel limit")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -73,6 +73,18 @@ class NodeProcess:
         return self.proc.returncode
 
 
+def expect_fatal(proc: NodeProcess, expected: str, timeout: float = 120) -> None:
+    """The node must stop by itself with exit code 1 and one `cannot start:` line holding ``expected``."""
+    try:
+        proc.proc.wait(timeout=timeout)
+    finally:
+        code = proc.stop()
+    assert code == 1, proc.output
+    fatal = [line for line in proc.lines if "cannot start" in line]
+    assert len(fatal) == 1 and expected in fatal[0], proc.output
+    assert "Traceback" not in proc.output
+
+
 class Client:
     """A test node in its own rclpy context on ``domain``, spun in a background thread."""
 

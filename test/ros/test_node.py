@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from node_harness import ROOT, Client, NodeProcess, image_msg, textured_frames, write_params
+from node_harness import ROOT, Client, NodeProcess, expect_fatal, image_msg, textured_frames, write_params
 
 from stt_ros.config import STTConfig
 from stt_ros.model.zoo import build_model
@@ -277,14 +277,7 @@ def test_model_loading_failures_stop_with_one_clear_message(tmp_path: Path, dds_
     override = {k: (str(weights) if v == "WEIGHTS" else v) for k, v in override.items()}
     params = write_params(tmp_path / "p.yaml", **{**NET, **override})
     proc = NodeProcess(params, dds_isolation)
-    try:
-        proc.proc.wait(timeout=120)
-    finally:
-        code = proc.stop()
-    assert code == 1, proc.output
-    fatal = [line for line in proc.lines if "cannot start" in line]
-    assert len(fatal) == 1 and expected in fatal[0], proc.output
-    assert "Traceback" not in proc.output
+    expect_fatal(proc, expected)
 
 
 def test_middleware_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
