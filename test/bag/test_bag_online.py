@@ -93,3 +93,20 @@ def test_compressed_topic_through_the_node(synth_bag: Path, tmp_path: Path) -> N
     assert sorted(offline) == sorted(online)
     for stamp, mask in online.items():
         np.testing.assert_array_equal(mask, offline[stamp])
+
+
+def test_truncated_bag_through_the_node(synth_bag: Path, tmp_path: Path) -> None:
+    """The replay plays the frames before the damage, the report covers them, one error line."""
+    import shutil
+
+    bag = tmp_path / "truncated"
+    shutil.copytree(synth_bag, bag)
+    mcap = next(bag.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: int(mcap.stat().st_size * 0.7)])
+    res = run_cli(bag, "--out", tmp_path / "out", "--through-node", "--rate", "0.5", "--flow", "none")
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("stt-bag-eval: error:")]
+    assert len(errors) == 1 and "truncated or corrupt" in errors[0]
+    cam = json.loads((tmp_path / "out" / "metrics.json").read_text())["cameras"][0]
+    assert 0 < cam["frames"] < 12 and cam["processed"] + cam["dropped"] == cam["frames"] and cam["processed"] > 0
