@@ -261,6 +261,7 @@ class STTNode(Node):
         for stream in self.streams:
             with stream.busy:
                 self._reset_stream(stream, "~/reset service")
+                stream.policy.forget()  # a fresh start: the next frame is compared with nothing
         response.success = True
         response.message = f"reset the ring buffers of {len(self.streams)} camera(s)"
         return response

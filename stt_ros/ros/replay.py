@@ -27,8 +27,10 @@ import threading
 import time
 from pathlib import Path
 
+from stt_ros.bag.evaluate import decode_frame
 from stt_ros.bag.output import output_topics
 from stt_ros.bag.source import COMPRESSED, BagError, BagSource, typestore
+from stt_ros.runtime.images import ImageError
 
 READY_TIMEOUT_S = 180.0  # model load on a cold machine included
 WARMUP_TIMEOUT_S = 120.0
@@ -123,11 +125,16 @@ def replay(spec: dict, progress: bool = True) -> dict:
 
         source = BagSource(spec["bag"])
         # warm-up: the first frame of each camera once, outputs discarded, then ~/reset
-        firsts: dict[str, bytes] = {}
+        firsts: dict[str, bytes] = {}  # the first frame of each camera that decodes (the node rejects others)
         try:
-            for m in source.messages(list(by_topic)):
-                firsts.setdefault(m.topic, m.raw)
-                if len(firsts) == len(by_topic):
+            for n, m in enumerate(source.messages(list(by_topic))):
+                if m.topic not in firsts:
+                    try:
+                        decode_frame(ts, m.raw, m.msgtype)
+                        firsts[m.topic] = m.raw
+                    except ImageError:
+                        pass
+                if len(firsts) == len(by_topic) or n > 200 * len(by_topic):
                     break
         except BagError:
             pass
