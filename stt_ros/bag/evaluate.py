@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,8 +214,6 @@ class Run:
 def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -> None:  # noqa: ANN001
     """Process every camera frame in bag order (see the module docstring); ``skip`` (topic ->
     header stamps) leaves frames out as if the node had dropped them."""
-    import time as _time
-
     from tqdm import tqdm
 
     from stt_ros.runtime import StreamingSegmenter, create_backend
@@ -236,7 +235,7 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
                 run.counts[m.topic] += 1
                 bar.update(1)
                 run.out.write_raw(m.topic, m.msgtype, m.log_time, m.raw)
-                t0 = _time.perf_counter()
+                t0 = time.perf_counter()
                 try:
                     msg, stamp, rgb = decode_frame(run.ts, m.raw, m.msgtype)
                 except ImageError as exc:
@@ -257,7 +256,7 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
                 res = seg.process(rgb)
                 color = colorize(res.mask, run.palette)
                 over = overlay(rgb, color, alpha)
-                e2e = (_time.perf_counter() - t0) * 1e3
+                e2e = (time.perf_counter() - t0) * 1e3
                 rec = met.add_frame(stamp, rgb, res.mask, res.timings["total_ms"], e2e, reason)
                 cnt["processed"] += 1
                 topics = output_topics(cam.name)
@@ -361,8 +360,8 @@ def merge_recording(run: Run, recording: Path, summary: dict) -> None:
 
     cursor = RecordingCursor(recording, run.ts)
     sent = {t: {int(s): int(ns) for s, ns in pairs} for t, pairs in summary.get("sent", {}).items()}
-    baseline = {c.topic: int(summary.get("resets_before_play", {}).get(c.name, 0)) for c in run.cams}
-    last_resets = dict(baseline)
+    # the node's buffer_resets counter before the first played frame (the warm-up's ~/reset)
+    last_resets = {c.topic: int(summary.get("resets_before_play", {}).get(c.name, 0)) for c in run.cams}
     with tqdm(total=run.total_frames(), unit="frame", desc="merging node outputs",
               disable=not run.settings.progress, dynamic_ncols=True) as bar:
         try:

@@ -83,7 +83,6 @@ class BagSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.fallback_note = ""  # why the sequential MCAP reader is used, if it is
-        self.damage = ""  # set when the sequential reader found the files damaged
         self._reader = None
         self._mcap_files: list[Path] = []
         if not self.path.exists():
@@ -126,42 +125,44 @@ class BagSource:
             self.topics[c.topic] = TopicInfo(c.topic, c.msgtype, c.msgcount + (old.count if old else 0))
 
     # ------------------------------------------------------------------ sequential MCAP
-    def _records(self) -> Iterator[tuple[str, object]]:
-        """("schema"|"channel"|"message", record) of every MCAP file in order; BagError at damage."""
+    def _mcap_stream(self) -> Iterator[TopicInfo | BagMessage]:
+        """Every channel (as a TopicInfo with count 0) and message of the MCAP files in file
+        order; BagError at the damage."""
         from mcap.exceptions import McapError
         from mcap.records import Channel, Message, Schema
         from mcap.stream_reader import StreamReader
 
+        schemas: dict[int, str] = {}
+        channels: dict[int, TopicInfo] = {}
         for path in self._mcap_files:
             try:
                 with open(path, "rb") as fh:
                     for rec in StreamReader(_Bounded(fh), skip_magic=False).records:
-                        if isinstance(rec, Message):
-                            yield "message", rec
+                        if isinstance(rec, Message) and rec.channel_id in channels:
+                            ch = channels[rec.channel_id]
+                            yield BagMessage(ch.name, ch.msgtype, rec.log_time, bytes(rec.data))
                         elif isinstance(rec, Channel):
-                            yield "channel", rec
+                            channels[rec.id] = TopicInfo(rec.topic, schemas.get(rec.schema_id, ""), 0)
+                            yield channels[rec.id]
                         elif isinstance(rec, Schema):
-                            yield "schema", rec
+                            schemas[rec.id] = rec.name
             except (McapError, OSError, ValueError, EOFError, OverflowError, struct.error, KeyError, IndexError) as exc:
                 detail = str(exc) or type(exc).__name__
                 raise BagError(f"{path.name} is truncated or corrupt ({type(exc).__name__}: {detail})") from exc
 
     def _scan_mcap(self) -> dict[str, TopicInfo]:
-        schemas: dict[int, str] = {}
-        self._channels: dict[int, tuple[str, str]] = {}
+        """Topics and readable message counts (one pass; a damaged file ends the count)."""
+        found: dict[str, TopicInfo] = {}
         counts: dict[str, int] = {}
         try:
-            for kind, rec in self._records():
-                if kind == "schema":
-                    schemas[rec.id] = rec.name
-                elif kind == "channel":
-                    self._channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
+            for item in self._mcap_stream():
+                if isinstance(item, TopicInfo):
+                    found.setdefault(item.name, item)
                 else:
-                    topic = self._channels.get(rec.channel_id, ("", ""))[0]
-                    counts[topic] = counts.get(topic, 0) + 1
-        except BagError as exc:
-            self.damage = str(exc)
-        return {t: TopicInfo(t, m, counts.get(t, 0)) for t, m in self._channels.values()}
+                    counts[item.topic] = counts.get(item.topic, 0) + 1
+        except BagError:
+            pass  # messages() reports the damage when it reaches it
+        return {t: TopicInfo(t, i.msgtype, counts.get(t, 0)) for t, i in found.items()}
 
     # ------------------------------------------------------------------ reading
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
@@ -179,18 +180,11 @@ class BagSource:
                 raise BagError(f"bag {self.path} is damaged after {n} messages ({type(exc).__name__}: {exc}); "
                                f"the messages before the damage were used") from exc
             return
-        schemas: dict[int, str] = {}
-        channels: dict[int, tuple[str, str]] = {}
         try:
-            for kind, rec in self._records():
-                if kind == "schema":
-                    schemas[rec.id] = rec.name
-                elif kind == "channel":
-                    channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, ""))
-                elif rec.channel_id in channels and channels[rec.channel_id][0] in wanted:
+            for m in self._mcap_stream():
+                if isinstance(m, BagMessage) and m.topic in wanted:
                     n += 1
-                    topic, msgtype = channels[rec.channel_id]
-                    yield BagMessage(topic, msgtype, rec.log_time, bytes(rec.data))
+                    yield m
         except BagError as exc:
             raise BagError(f"bag {self.path} is damaged after {n} messages: {exc}; the messages before the damage "
                            f"were used") from exc
