@@ -258,10 +258,7 @@ def test_slow_model_fast_publisher_drops_with_bounded_memory(tmp_path: Path, dds
         assert client.wait(lambda: len(client.messages("/cam/temporal_consistency")) > 5, 20)
         time.sleep(1.0)
         last = client.messages("/cam/temporal_consistency")[-1]
-        # latest frame wins: most frames that reach the node are dropped, never queued. (Best-effort
-        # transport loses many of the 100 Hz frames before they arrive on a loaded machine: one run saw
-        # 60 of ~700 arrive, 32 dropped, 28 processed; so no tighter ratio than "more dropped".)
-        assert last.frames_dropped > last.frames_processed, (last.frames_dropped, last.frames_processed)
+        assert last.frames_dropped > 5 * last.frames_processed / 4, (last.frames_dropped, last.frames_processed)
         assert last.frames_processed < i / 2
         growth_mb = (max(rss[2:]) - rss[1]) / 1024  # after warm-up
         assert growth_mb < 60, f"node memory grew by {growth_mb:.0f} MB while dropping frames: {rss}"
