@@ -232,15 +232,16 @@ def test_reset_service_clears_every_buffer(node) -> None:
 def test_slow_model_fast_publisher_drops_with_bounded_memory(tmp_path: Path, dds_isolation: int) -> None:
     from stt_ros.msg import TemporalConsistency
 
+    # reliable input: every frame reaches the node, so only its latest-frame-wins mailbox drops
+    # (best effort lost a load-dependent share of these 100 Hz, 0.9 MB frames in transport)
     params = write_params(tmp_path / "p.yaml", model="stt_bise18", input_height=256, input_width=512,
-                          camera_names=["cam"], camera_topics=["/cam/image"])
+                          camera_names=["cam"], camera_topics=["/cam/image"], input_reliability="reliable")
     proc = NodeProcess(params, dds_isolation)
     client = Client(dds_isolation)
     try:
         assert proc.wait_for_line("cameras:", 90), proc.output
         client.subscribe(TemporalConsistency, "/cam/temporal_consistency")
-        pub = client.publisher(type(image_msg(np.zeros((8, 8, 3), np.uint8), 0, "cam")), "/cam/image",
-                               reliable=False)
+        pub = client.publisher(type(image_msg(np.zeros((8, 8, 3), np.uint8), 0, "cam")), "/cam/image")
         assert client.wait_matched("/cam/image")
         frames = [image_msg(f, 0, "cam") for f in textured_frames(10, 480, 640, seed=8)]
         rss = []
@@ -258,7 +259,7 @@ def test_slow_model_fast_publisher_drops_with_bounded_memory(tmp_path: Path, dds
         assert client.wait(lambda: len(client.messages("/cam/temporal_consistency")) > 5, 20)
         time.sleep(1.0)
         last = client.messages("/cam/temporal_consistency")[-1]
-        assert last.frames_dropped > 5 * last.frames_processed / 4, (last.frames_dropped, last.frames_processed)
+        assert last.frames_dropped > 5 * last.frames_processed / 4, (last.frames_dropped, last.frames_processed, i)
         assert last.frames_processed < i / 2
         growth_mb = (max(rss[2:]) - rss[1]) / 1024  # after warm-up
         assert growth_mb < 60, f"node memory grew by {growth_mb:.0f} MB while dropping frames: {rss}"
