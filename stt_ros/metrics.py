@@ -194,6 +194,11 @@ class TemporalConsistency:
         self.add(a)
         return a
 
+    def per_class(self) -> np.ndarray:
+        """TC of each class (NaN for a class that no prediction of any pair contained)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.union > 0, self.intersection / np.maximum(self.union, 1), np.nan)
+
     def value(self) -> float:
         present = self.union > 0
-        return float((self.intersection[present] / self.union[present]).mean()) if present.any() else float("nan")
+        return float(self.per_class()[present].mean()) if present.any() else float("nan")

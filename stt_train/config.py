@@ -90,6 +90,7 @@ class TrainConfig:
     sync_bn: bool = True  # synchronise BatchNorm statistics across processes
     backbone_weights: str = ""  # ImageNet ResNet checkpoint (torchvision key names); "" = from scratch
     init_weights: str = ""  # start from this model checkpoint (e.g. a trained per-frame baseline; stt.* may be absent)
+    stt_zero_init: bool = False  # start the transformer's output projection at zero: STT begins as its per-frame net
     seed: int = 0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     threads: int = 0  # torch CPU threads per process; 0 = torch's default

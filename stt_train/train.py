@@ -162,6 +162,28 @@ def build_train_dataset(cfg: ExperimentConfig):
                          cfg.model.std)
 
 
+def initial_model(cfg: ExperimentConfig) -> VideoSegModel:
+    """The model before training: seeded random weights, then ``backbone_weights``, ``stt_zero_init`` and
+    ``init_weights`` as configured (every process builds the same one)."""
+    t = cfg.train
+    seed_everything(t.seed)
+    model = build_model(cfg.model)
+    if t.backbone_weights:
+        from stt_ros.weights import load_backbone
+
+        load_backbone(model.segnet.backbone, t.backbone_weights)
+    if t.stt_zero_init and model.stt is not None:
+        # the residual update starts at zero: STT starts as its per-frame network (init_weights still wins)
+        nn.init.zeros_(model.stt.out_proj.weight)
+        nn.init.zeros_(model.stt.out_proj.bias)
+    if t.init_weights:
+        init_from(model, t.init_weights)
+    for name, p in model.named_parameters():
+        if name.startswith("segnet.backbone.fc."):  # the ImageNet classifier, kept only for loading
+            p.requires_grad_(False)
+    return model
+
+
 def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | None = None,
         progress: bool = True, max_iters_this_run: int | None = None) -> dict[str, Any]:
     """Train; returns {"iteration", "final" (path or None), "losses" (per iteration, this run)}.
@@ -188,18 +210,7 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
         raise CheckpointError(f"{out_dir} already holds a run (checkpoints/latest.json); pass --resume to continue "
                               f"it, or choose another train.out_dir")
 
-    # model: identical initial weights on every process
-    seed_everything(t.seed)
-    model = build_model(cfg.model)
-    if t.backbone_weights:
-        from stt_ros.weights import load_backbone
-
-        load_backbone(model.segnet.backbone, t.backbone_weights)
-    if t.init_weights:
-        init_from(model, t.init_weights)
-    for name, p in model.named_parameters():
-        if name.startswith("segnet.backbone.fc."):  # the ImageNet classifier, kept only for loading
-            p.requires_grad_(False)
+    model = initial_model(cfg)  # identical initial weights on every process
     if distributed and t.sync_bn:
         model = dist_utils.convert_sync_bn(model, device)
     model.to(device).train()

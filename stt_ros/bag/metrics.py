@@ -151,6 +151,8 @@ class CameraMetrics:
             "pixel_accuracy": 100 * self.cm.pixel_accuracy() if labelled else None,
             "per_class_iou": {self.class_names[i]: (None if np.isnan(iou[i]) else 100 * float(iou[i]))
                               for i in range(self.num_classes)} if labelled else {},
+            "per_class_tc": {self.class_names[i]: (None if np.isnan(v) else 100 * float(v))
+                             for i, v in enumerate(self.tc.per_class())} if self.tc.pairs else {},
             "inference_ms": stats([f.inference_ms for f in done]),
             "end_to_end_ms": stats([f.end_to_end_ms for f in done]),
             "label_errors": self.label_errors, "label_error_count": self.label_error_count,

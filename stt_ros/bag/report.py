@@ -117,9 +117,11 @@ def markdown(results: dict[str, Any], pictures: dict[str, dict[str, str]]) -> st
         if pics.get("samples"):
             lines += [f"Sample overlays (each also in `{pics['overlays']}`):", "",
                       f"![overlays]({pics['samples']})", ""]
-        if c["per_class_iou"]:
-            present = {k: v for k, v in c["per_class_iou"].items() if v is not None}
-            lines += ["| class | IoU (%) |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in present.items()] + [""]
+        iou, tc = c["per_class_iou"], c.get("per_class_tc") or {}
+        names = [k for k in (iou or tc) if iou.get(k) is not None or tc.get(k) is not None]
+        if names:  # TC per class: the mean TC is over every class predicted, a rare one counting like the road
+            lines += ["| class | IoU (%) | TC (%) |", "|---|---|---|"]
+            lines += [f"| {k} | {_pct(iou.get(k))} | {_pct(tc.get(k))} |" for k in names] + [""]
         if c["rejections"]:
             lines += ["Rejected frames: " + "; ".join(c["rejections"]), ""]
         if c["label_error_count"]:
@@ -154,3 +156,7 @@ def write_report(out: Path, results: dict[str, Any], run) -> None:  # noqa: ANN0
         pictures[cam.name] = pics
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(markdown(results, pictures))
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"

@@ -44,6 +44,9 @@ def test_metrics_agree_with_stt_eval(offline: Path, synthdrive: Path, tmp_path: 
     assert cam["miou"] == pytest.approx(ref["miou"], abs=1e-9)
     assert cam["tc"] == pytest.approx(ref["tc"], abs=1e-9)
     assert cam["per_class_iou"] == pytest.approx(ref["per_class_iou"], abs=1e-9)
+    assert cam["per_class_tc"] == pytest.approx(ref["per_class_tc"], abs=1e-9)
+    present = [v for v in ref["per_class_tc"].values() if v is not None]  # TC: the mean over predicted classes
+    assert 0 < len(present) < 19 and sum(present) / len(present) == pytest.approx(ref["tc"], abs=1e-9)
     assert 20 < cam["miou"] < 100 and 20 < cam["tc"] < 100  # a trained model, not noise
 
 
@@ -93,6 +96,8 @@ def test_report_has_plots_overlays_and_metrics(offline: Path) -> None:
     assert len(overlays) == 6
     assert cv2.imread(str(overlays[0])).shape == (128, 256, 3)
     assert cam["inference_ms"]["n"] == 12 and cam["inference_ms"]["p50"] > 0
+    road = f"| road | {cam['per_class_iou']['road']:.1f} | {cam['per_class_tc']['road']:.1f} |"
+    assert road in report  # the per-class table has IoU and TC
 
 
 def test_compressed_images_unknown_topics_and_bad_frames(synth_bag: Path, tmp_path: Path, offline: Path) -> None:

@@ -93,6 +93,8 @@ def test_tc_hand_made_cases_with_known_answers() -> None:
     tc.add(a)
     tc.add(b)
     assert tc.value() == pytest.approx(((12 + 8) / (16 + 8) + (0 + 4) / (4 + 4)) / 2)
+    per_class = tc.per_class()  # classes never predicted have no TC (not 0, not 1)
+    assert per_class[:2] == pytest.approx([20 / 24, 4 / 8]) and np.isnan(per_class[2:]).all()
     assert mean_iou(np.diag([5, 0, 3])) == 1.0
 
 
@@ -112,7 +114,7 @@ def test_stt_eval_cli_writes_json_and_markdown(mini_synthdrive: Path, random_stt
     res = json.loads(out_json.read_text())
     assert res["flow"] == "gt" and res["frames"] == 6 and res["labelled_frames"] == 6 and res["tc_pairs"] == 5
     assert 0 <= res["miou"] <= 100 and 0 <= res["tc"] <= 100 and res["fps"] > 0
-    assert len(res["per_class_iou"]) == 19 and "traffic sign" in res["per_class_iou"]
+    assert len(res["per_class_iou"]) == len(res["per_class_tc"]) == 19 and "traffic sign" in res["per_class_iou"]
     assert out_md.read_text() == markdown(res) and "| stt_bise18 |" in capsys.readouterr().out
     # DIS flow instead of the ground truth, and no TC at all
     assert eval_main(["--weights", str(random_stt_weights), "--dataset", "synthdrive", "--root", str(mini_synthdrive),

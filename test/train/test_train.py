@@ -138,6 +138,30 @@ def test_init_weights_from_a_per_frame_checkpoint(tmp_path: Path) -> None:
         init_from(stt, str(tmp_path / "camvid.safetensors"))
 
 
+def test_stt_zero_init_starts_as_the_per_frame_network(tmp_path: Path) -> None:
+    from stt_ros.weights import save_weights
+    from stt_train.train import initial_model
+
+    small = ["model.input_height=64", "model.input_width=128", "model.key_frames=2"]
+    plain = initial_model(load_experiment(SMALL, small)).eval()
+    zero = initial_model(load_experiment(SMALL, [*small, "train.stt_zero_init=true"])).eval()
+    base = initial_model(load_experiment(CONFIGS / "synthdrive_bise18.yaml", small)).eval()
+    # the same seed gives the same per-frame weights with or without the transformer
+    assert all(torch.equal(a, b) for a, b in zip(zero.segnet.state_dict().values(), base.segnet.state_dict().values(),
+                                                 strict=True))
+    assert not zero.stt.out_proj.weight.any() and plain.stt.out_proj.weight.abs().sum() > 0
+    clip = torch.randn(2, 3, 3, 64, 128)
+    with torch.no_grad():
+        per_frame = base(clip[:, -1]).logits
+        assert (zero.forward_clip(clip).logits - per_frame).abs().max() < 1e-4
+        assert not torch.allclose(plain.forward_clip(clip).logits, per_frame, atol=1e-3)
+    # a checkpoint given as init_weights wins over the zero start
+    save_weights(plain, tmp_path / "stt.safetensors")
+    loaded = initial_model(load_experiment(SMALL, [*small, "train.stt_zero_init=true",
+                                                    f"train.init_weights={tmp_path / 'stt.safetensors'}"]))
+    assert torch.equal(loaded.stt.out_proj.weight, plain.stt.out_proj.weight)
+
+
 def _train_cli(args: list[str], env_extra: dict[str, str], timeout: int = 300) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
