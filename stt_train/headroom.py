@@ -1,0 +1,139 @@
+"""How much temporal consistency a per-frame model's own predictions hold: an exact-flow oracle.
+
+For every frame, the class probabilities of the K most recent frames (the current one and K - 1
+before it), each carried onto the current frame along SynthDrive's exact backward flow (bilinear),
+are averaged and the class map is their argmax. A pixel occluded in the previous frame, or whose
+flow leaves the frame, restarts its history from the current frame. mIoU and TC are computed
+exactly as ``stt-eval`` computes them (the same confusion matrix, the same TC pairs), so K = 1 is
+the per-frame model itself and equals ``stt-eval`` on it.
+
+This needs exact flow, which no deployed model has: it is not a method, it measures what fusing a
+model's evidence over time can give on a dataset, i.e. what a temporal module such as STT has to
+learn. Temporal models run their per-frame path here (their transformer is ignored).
+
+    python -m stt_train.headroom --weights runs/bise/final.safetensors --root data/synthdrive --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stt_ros.config import ConfigError
+from stt_ros.metrics import ConfusionMatrix, TemporalConsistency
+from stt_train.datasets import DatasetError, read_label, read_rgb
+from stt_train.evaluate import eval_dataset, masked_agreement, model_config_from_weights
+
+
+def warp_backward(x: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``x`` (H, W, C) of the previous frame sampled at ``p + flow(p)`` for every pixel p of the current one."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(x, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def carry_history(history: list[np.ndarray], probs: np.ndarray, flow: np.ndarray, valid: np.ndarray,
+                  depth: int) -> list[np.ndarray]:
+    """New history (newest first, at most ``depth``): ``probs`` of the current frame, then every older map
+    warped onto it; pixels not ``valid`` (occluded, or flowing out of the frame) take the current ``probs``."""
+    keep = valid[..., None] > 0
+    carried = [np.where(keep, warp_backward(h, flow), probs) for h in history]
+    return ([probs] + carried)[:depth]
+
+
+def headroom(weights: str, root: str, split: str, depths: list[int], max_sequences: int | None = None
+             ) -> dict[int, dict[str, Any]]:
+    """{K: {"miou", "tc", "frames", "tc_pairs"}} for each history depth K (percent)."""
+    import torch
+
+    from stt_ros.model.zoo import build_model
+    from stt_ros.weights import load_weights
+    from stt_train.synthdrive import read_flow_png
+
+    if not depths or min(depths) < 1:
+        raise ConfigError(f"depths={depths}: give history depths >= 1")
+    cfg = model_config_from_weights(weights, {})
+    model = build_model(cfg)
+    load_weights(model, weights, config=cfg.to_dict())
+    model.eval()
+    ds, seqs = eval_dataset("synthdrive", root, split, cfg)
+    seqs = seqs[:max_sequences] if max_sequences else seqs
+    n = cfg.num_classes
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+    acc = {k: (ConfusionMatrix(n), TemporalConsistency(n)) for k in depths}
+    frames = 0
+    for seq in seqs:
+        history: list[np.ndarray] = []
+        prev: dict[int, np.ndarray] = {}
+        for i, path in enumerate(seq.frames):
+            img = read_rgb(path)
+            h, w = img.shape[:2]
+            x = cv2.resize(img, (cfg.input_width, cfg.input_height), interpolation=cv2.INTER_LINEAR) \
+                if (h, w) != (cfg.input_height, cfg.input_width) else img
+            x = (torch.from_numpy(x).permute(2, 0, 1)[None].float() - mean) / std
+            with torch.inference_mode():
+                logits = model(x).logits
+                if logits.shape[-2:] != (h, w):
+                    logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear",
+                                                             align_corners=False)
+                probs = logits.softmax(1)[0].permute(1, 2, 0).contiguous().numpy()
+            if i == 0:
+                history, flow, valid = [probs], None, None
+            else:
+                flow, valid = read_flow_png(seq.flows[i])
+                history = carry_history(history, probs, flow, valid, max(depths))
+            label = read_label(seq.labels[i], ds.label_lut) if seq.labels[i] is not None else None
+            for k in depths:
+                pred = np.mean(history[:k], 0).argmax(-1).astype(np.uint8)
+                cm, tc = acc[k]
+                if label is not None:
+                    cm.update(pred, label)
+                if flow is not None:
+                    tc.add(masked_agreement(prev[k], pred, flow, n, valid))
+                prev[k] = pred
+            frames += 1
+    return {k: {"miou": 100 * cm.miou(), "tc": 100 * tc.value(), "frames": frames, "tc_pairs": tc.pairs}
+            for k, (cm, tc) in acc.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m stt_train.headroom", description="Temporal headroom of a per-frame model on SynthDrive: "
+        "mIoU and TC when its class probabilities are averaged over the last K frames along the exact flow "
+        "(an oracle; K=1 is the model itself).")
+    parser.add_argument("--weights", required=True, help=".safetensors checkpoint (its config in the metadata)")
+    parser.add_argument("--root", required=True, help="SynthDrive folder (it has the exact flow)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--depths", default="1,2,3", help="comma-separated history depths K (default 1,2,3)")
+    parser.add_argument("--max-sequences", type=int)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    try:
+        depths = [int(v) for v in args.depths.split(",")]
+    except ValueError:
+        print(f"headroom: error: --depths {args.depths!r} is not a comma-separated list of integers", file=sys.stderr)
+        return 2
+    try:
+        if not Path(args.weights).is_file():
+            raise ConfigError(f"--weights {args.weights} does not exist")
+        res = headroom(args.weights, args.root, args.split, depths, args.max_sequences)
+    except (ConfigError, DatasetError, OSError) as exc:
+        print(f"headroom: error: {exc}", file=sys.stderr)
+        return 2
+    print("| K (frames fused) | mIoU (%) | TC (%) |\n|---|---|---|")
+    for k, r in res.items():
+        print(f"| {k} | {r['miou']:.1f} | {r['tc']:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({str(k): v for k, v in res.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
