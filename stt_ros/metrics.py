@@ -174,6 +174,11 @@ def pair_agreement(prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray
     return Agreement(mean_iou(cm), float(inter.sum() / total) if total else float("nan"), inter, union)
 
 
+def percent_by_class(values: np.ndarray, names: list[str]) -> dict[str, float | None]:
+    """Per-class fractions as ``{name: percent}``, None where undefined (NaN), for JSON reports."""
+    return {name: (None if np.isnan(v) else 100 * float(v)) for name, v in zip(names, values, strict=True)}
+
+
 class TemporalConsistency:
     """TC over a sequence (ETC / STT papers): per-class intersections and unions summed over all
     consecutive pairs, then mean IoU over classes that occurred."""

@@ -41,6 +41,7 @@ from stt_ros.metrics import (
     TemporalConsistency,
     confusion_matrix,
     mean_iou,
+    percent_by_class,
     warp_nearest,
 )
 from stt_train.datasets import ClipDataset, DatasetError, SequenceSpec, build_dataset, read_label, read_rgb
@@ -171,7 +172,6 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
     wall = time.perf_counter() - t0
     steady = times[WARMUP_FRAMES:] if len(times) > 2 * WARMUP_FRAMES else times
     names = names or [f"class_{i}" for i in range(n)]
-    iou, tc_class = cm.iou(), tc.per_class()
     return {
         "model": model_cfg.model, "weights": model_cfg.weights,
         "input": [model_cfg.input_height, model_cfg.input_width],
@@ -179,10 +179,10 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         "flow": flow, "miou": 100 * cm.miou(), "tc": 100 * tc.value() if tc.pairs else float("nan"),
         "pixel_accuracy": 100 * cm.pixel_accuracy(),
         "fps": 1000.0 / float(np.mean(steady)) if steady else float("nan"), "wall_s": wall,
-        "per_class_iou": {names[i]: (None if np.isnan(iou[i]) else 100 * float(iou[i])) for i in range(n)},
+        "per_class_iou": percent_by_class(cm.iou(), names),
         # TC is a mean over the classes predicted in any pair: a rare class predicted now and then weighs
         # as much as the road, so this is where TC differences come from
-        "per_class_tc": {names[i]: (None if np.isnan(tc_class[i]) else 100 * float(tc_class[i])) for i in range(n)},
+        "per_class_tc": percent_by_class(tc.per_class(), names),
         "key_size": _key_size(model_cfg), "config": model_cfg.to_dict(),
     }
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stt_ros.metrics import ConfusionMatrix, FlowEstimator, TemporalConsistency, pair_agreement
+from stt_ros.metrics import ConfusionMatrix, FlowEstimator, TemporalConsistency, pair_agreement, percent_by_class
 
 PENDING = 64  # predictions / labels waiting for their partner (same stamp), per camera
 
@@ -137,7 +137,6 @@ class CameraMetrics:
         done = self.processed
         dropped = [f for f in self.frames if not f.processed and not f.rejected]
         rejected = [f for f in self.frames if f.rejected]
-        iou = self.cm.iou()
         labelled = self.labelled > 0
         duration = (self.frames[-1].stamp_ns - self.frames[0].stamp_ns) / 1e9 if len(self.frames) > 1 else 0.0
         return {
@@ -149,10 +148,8 @@ class CameraMetrics:
             "tc_frame_min": _nanmin([f.tc for f in done]),
             "miou": 100 * self.cm.miou() if labelled else None, "labelled_frames": self.labelled,
             "pixel_accuracy": 100 * self.cm.pixel_accuracy() if labelled else None,
-            "per_class_iou": {self.class_names[i]: (None if np.isnan(iou[i]) else 100 * float(iou[i]))
-                              for i in range(self.num_classes)} if labelled else {},
-            "per_class_tc": {self.class_names[i]: (None if np.isnan(v) else 100 * float(v))
-                             for i, v in enumerate(self.tc.per_class())} if self.tc.pairs else {},
+            "per_class_iou": percent_by_class(self.cm.iou(), self.class_names) if labelled else {},
+            "per_class_tc": percent_by_class(self.tc.per_class(), self.class_names) if self.tc.pairs else {},
             "inference_ms": stats([f.inference_ms for f in done]),
             "end_to_end_ms": stats([f.end_to_end_ms for f in done]),
             "label_errors": self.label_errors, "label_error_count": self.label_error_count,
