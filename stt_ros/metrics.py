@@ -194,6 +194,11 @@ class TemporalConsistency:
         self.union += agreement.union
         self.pairs += 1
 
+    def merge(self, other: TemporalConsistency) -> None:
+        self.intersection += other.intersection
+        self.union += other.union
+        self.pairs += other.pairs
+
     def update(self, prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray) -> Agreement:
         a = pair_agreement(prev_mask, cur_mask, flow, self.num_classes)
         self.add(a)
@@ -201,9 +206,19 @@ class TemporalConsistency:
 
     def per_class(self) -> np.ndarray:
         """TC of each class (NaN for a class that no prediction of any pair contained)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.union > 0, self.intersection / np.maximum(self.union, 1), np.nan)
+        return consistency_per_class(self.intersection, self.union)
 
     def value(self) -> float:
-        present = self.union > 0
-        return float(self.per_class()[present].mean()) if present.any() else float("nan")
+        return consistency(self.intersection, self.union)
+
+
+def consistency_per_class(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """Per-class TC from summed intersections and unions (NaN where the union is empty)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, intersection / np.maximum(union, 1), np.nan)
+
+
+def consistency(intersection: np.ndarray, union: np.ndarray) -> float:
+    """TC: the mean of :func:`consistency_per_class` over classes with a non-empty union (NaN if none)."""
+    present = union > 0
+    return float(consistency_per_class(intersection, union)[present].mean()) if present.any() else float("nan")

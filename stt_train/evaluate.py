@@ -20,6 +20,8 @@ back to the label size (nearest).
   measured while evaluating (the first frames of the run are excluded as warm-up).
 
 Results: per-class IoU and TC, mIoU, TC and fps, printed and written as JSON and a Markdown table.
+The JSON also keeps every sequence's confusion matrix and TC intersections/unions (``per_sequence``):
+``stt-compare`` resamples them to say how far a difference between two models is noise.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
     seg = StreamingSegmenter(backend)
     estimator = make_flow(flow)
     cm, tc = ConfusionMatrix(n), TemporalConsistency(n)
+    per_sequence: list[dict[str, Any]] = []
     times: list[float] = []
     labelled = 0
     total = sum(len(s.frames) for s in sequences)
@@ -146,6 +149,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         for seq in sequences:
             seg.reset()
             prev_pred = prev_img = None
+            seq_cm, seq_tc = ConfusionMatrix(n), TemporalConsistency(n)
             for i, path in enumerate(seq.frames):
                 img = read_rgb(path)
                 res = seg.process(img)
@@ -156,7 +160,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
                     if label.shape != pred.shape:
                         raise DatasetError(f"label {seq.labels[i]} is {label.shape[::-1]} but frame {path} is "
                                            f"{pred.shape[::-1]}")
-                    cm.update(pred, label)
+                    seq_cm.update(pred, label)
                     labelled += 1
                 if estimator is not None and prev_pred is not None:
                     if estimator == "gt":
@@ -166,9 +170,14 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
                         fl, valid = read_flow_png(seq.flows[i])
                     else:
                         fl, valid = estimator.backward(prev_img, img), None
-                    tc.add(masked_agreement(prev_pred, pred, fl, n, valid))
+                    seq_tc.add(masked_agreement(prev_pred, pred, fl, n, valid))
                 prev_pred, prev_img = pred, img
                 bar.update(1)
+            cm.merge(seq_cm)
+            tc.merge(seq_tc)
+            # the raw accumulators of every sequence, so stt-compare can resample sequences
+            per_sequence.append({"name": seq.name, "frames": len(seq.frames), "confusion": seq_cm.matrix.tolist(),
+                                 "tc_intersection": seq_tc.intersection.tolist(), "tc_union": seq_tc.union.tolist()})
     wall = time.perf_counter() - t0
     steady = times[WARMUP_FRAMES:] if len(times) > 2 * WARMUP_FRAMES else times
     names = names or [f"class_{i}" for i in range(n)]
@@ -184,6 +193,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         # as much as the road, so this is where TC differences come from
         "per_class_tc": percent_by_class(tc.per_class(), names),
         "key_size": _key_size(model_cfg), "config": model_cfg.to_dict(),
+        "per_sequence": per_sequence,
     }
 
 

@@ -1,0 +1,110 @@
+"""stt-compare: paired bootstrap over sequences of two stt-eval results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stt_train.compare import CompareError, compare
+from stt_train.compare import main as compare_main
+
+NAMES = ["road", "car", "sky"]
+
+
+def result(seqs: dict[str, tuple[list[list[int]], list[int], list[int]]]) -> dict:
+    """An stt-eval-shaped result from per-sequence (confusion, TC intersection, TC union)."""
+    per_sequence = [{"name": name, "frames": 3, "confusion": conf, "tc_intersection": inter, "tc_union": union}
+                    for name, (conf, inter, union) in seqs.items()]
+    return {"per_class_iou": dict.fromkeys(NAMES, 0.0), "per_sequence": per_sequence}
+
+
+PERFECT = ([[3, 0, 0], [0, 3, 0], [0, 0, 4]], [5, 5, 5], [5, 5, 5])
+
+
+def test_hand_made_difference_and_interval() -> None:
+    # base: sequence a confuses one road pixel as car; TC 4/5, 5/5, absent sky
+    base = result({"a": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0]),
+                   "b": ([[3, 0, 0], [0, 2, 1], [0, 0, 4]], [3, 5, 2], [5, 5, 4])})
+    other = result({"a": PERFECT, "b": PERFECT})
+    cmp = compare(base, other, resamples=300)
+    # mIoU of base over both sequences: road 5/6, car 5/7, sky 8/9
+    assert cmp["miou"]["base"] == pytest.approx(100 * (5 / 6 + 5 / 7 + 8 / 9) / 3)
+    assert cmp["miou"]["other"] == pytest.approx(100.0)
+    # TC of base: road 7/10, car 10/10, sky 2/4
+    assert cmp["tc"]["base"] == pytest.approx(100 * (0.7 + 1 + 0.5) / 3)
+    assert cmp["tc"]["difference"] == pytest.approx(100 - 100 * 2.2 / 3)
+    # other is better on every sequence, so on every resample
+    for key in ("miou", "tc"):
+        lo, hi = cmp[key]["interval"]
+        assert 0 < lo <= cmp[key]["difference"] <= hi + 1e-9 and cmp[key]["p_not_better"] == 0.0
+    assert cmp["per_class"]["sky"]["tc"] == [pytest.approx(50.0), pytest.approx(100.0)]
+
+
+def test_identical_results_differ_by_nothing_and_mixed_ones_straddle_zero() -> None:
+    base = result({"a": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0]), "b": PERFECT})
+    same = compare(base, base, resamples=200)
+    assert same["tc"]["difference"] == 0 and same["tc"]["interval"] == [0.0, 0.0]
+    assert same["tc"]["p_not_better"] == 1.0
+    # other is worse on a, better on b: the interval must include zero
+    other = result({"a": ([[1, 2, 0], [0, 3, 0], [0, 0, 4]], [3, 5, 0], [5, 5, 0]),
+                    "b": ([[3, 0, 0], [0, 3, 0], [0, 0, 4]], [5, 5, 5], [5, 5, 5])})
+    worse_b = result({"a": PERFECT, "b": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [2, 5, 5], [5, 5, 5])})
+    mixed = compare(worse_b, other, resamples=500)
+    lo, hi = mixed["tc"]["interval"]
+    assert lo < 0 < hi and 0 < mixed["tc"]["p_not_better"] < 1
+    # the same seed draws the same resamples
+    assert compare(worse_b, other, resamples=500) == mixed
+    assert compare(worse_b, other, resamples=500, seed=1)["tc"]["p_not_better"] != mixed["tc"]["p_not_better"]
+
+
+def test_results_of_different_sequences_are_refused() -> None:
+    a = result({"a": PERFECT, "b": PERFECT})
+    with pytest.raises(CompareError, match=r"different sequences.*only in base: \['b'\].*only in other: \['c'\]"):
+        compare(a, result({"a": PERFECT, "c": PERFECT}))
+    with pytest.raises(CompareError, match="no per-sequence results"):
+        compare(a, {"miou": 50.0, "tc": 70.0, "per_class_iou": {}})
+    with pytest.raises(CompareError, match="resamples"):
+        compare(a, a, resamples=0)
+
+
+def test_cli_prints_markdown_writes_json_and_reports_bad_files(tmp_path: Path, capsys) -> None:
+    base = result({"a": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0]), "b": PERFECT})
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "other.json").write_text(json.dumps(result({"a": PERFECT, "b": PERFECT})))
+    assert compare_main([str(tmp_path / "base.json"), str(tmp_path / "other.json"), "--labels", "BiSe18", "STT",
+                         "--resamples", "100", "--json", str(tmp_path / "cmp.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| metric | BiSe18 | STT | difference |" in out and "| TC (%) |" in out and "| road |" in out
+    assert json.loads((tmp_path / "cmp.json").read_text())["sequences"] == 2
+    (tmp_path / "old.json").write_text(json.dumps({"miou": 60.0, "tc": 70.0}))
+    assert compare_main([str(tmp_path / "base.json"), str(tmp_path / "old.json")]) == 2
+    assert "old.json has no per-sequence results" in capsys.readouterr().err
+    assert compare_main([str(tmp_path / "base.json"), str(tmp_path / "missing.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_stt_eval_json_holds_sequences_that_add_up(mini_synthdrive: Path, tmp_path: Path) -> None:
+    """The per-sequence accumulators stt-eval writes sum to its own mIoU and TC."""
+    from stt_ros.config import STTConfig
+    from stt_ros.metrics import consistency, mean_iou
+    from stt_ros.model.zoo import build_model
+    from stt_ros.weights import save_weights
+    from stt_train.evaluate import main as eval_main
+
+    cfg = STTConfig(model="bise18", input_height=64, input_width=128)
+    save_weights(build_model(cfg).eval(), tmp_path / "w.safetensors", config=cfg.to_dict())
+    assert eval_main(["--weights", str(tmp_path / "w.safetensors"), "--dataset", "synthdrive", "--root",
+                      str(mini_synthdrive), "--split", "train", "--json", str(tmp_path / "r.json"),
+                      "--no-progress"]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    seqs = res["per_sequence"]
+    assert len(seqs) == res["sequences"] >= 2 and sum(s["frames"] for s in seqs) == res["frames"]
+    conf = np.sum([s["confusion"] for s in seqs], 0)
+    inter, union = np.sum([s["tc_intersection"] for s in seqs], 0), np.sum([s["tc_union"] for s in seqs], 0)
+    assert 100 * mean_iou(conf) == pytest.approx(res["miou"], abs=1e-9)
+    assert 100 * consistency(inter, union) == pytest.approx(res["tc"], abs=1e-9)
+    cmp = compare(res, res, resamples=50)
+    assert cmp["miou"]["base"] == pytest.approx(res["miou"]) and cmp["tc"]["difference"] == 0
