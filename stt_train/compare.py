@@ -58,6 +58,10 @@ def paired_sequences(base: dict[str, Any], other: dict[str, Any], base_name: str
     """Names of the sequences both results hold, in the base's order; an error if the sets differ."""
     _check(base, base_name)
     _check(other, other_name)
+    for key in ("dataset", "split"):
+        if key in base and key in other and base[key] != other[key]:
+            raise CompareError(f"{base_name} is {key} {base[key]!r} but {other_name} is {key} {other[key]!r}; "
+                               f"evaluate both models on the same split")
     a = [s["name"] for s in base["per_sequence"]]
     b = {s["name"] for s in other["per_sequence"]}
     if len(set(a)) != len(a) or len(b) != len(other["per_sequence"]):
@@ -66,6 +70,10 @@ def paired_sequences(base: dict[str, Any], other: dict[str, Any], base_name: str
         only_a, only_b = sorted(set(a) - b), sorted(b - set(a))
         raise CompareError(f"the two results cover different sequences (only in {base_name}: {only_a[:5]}, only in "
                            f"{other_name}: {only_b[:5]}); evaluate both models on the same split")
+    frames_b = {s["name"]: s["frames"] for s in other["per_sequence"]}
+    differ = [s["name"] for s in base["per_sequence"] if s["frames"] != frames_b[s["name"]]]
+    if differ:
+        raise CompareError(f"sequences {differ[:5]} have different frame counts in {base_name} and {other_name}")
     n_a, n_b = len(base["per_class_iou"]), len(other["per_class_iou"])
     if n_a != n_b:
         raise CompareError(f"{base_name} has {n_a} classes but {other_name} has {n_b}")

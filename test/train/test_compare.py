@@ -64,6 +64,13 @@ def test_results_of_different_sequences_are_refused() -> None:
     a = result({"a": PERFECT, "b": PERFECT})
     with pytest.raises(CompareError, match=r"different sequences.*only in base: \['b'\].*only in other: \['c'\]"):
         compare(a, result({"a": PERFECT, "c": PERFECT}))
+    # sequences of another split may carry the same names
+    with pytest.raises(CompareError, match="split 'val' but other is split 'test'"):
+        compare({**a, "split": "val"}, {**a, "split": "test"})
+    shorter = result({"a": PERFECT, "b": PERFECT})
+    shorter["per_sequence"][1]["frames"] = 2
+    with pytest.raises(CompareError, match=r"\['b'\] have different frame counts"):
+        compare(a, shorter)
     with pytest.raises(CompareError, match="no per-sequence results"):
         compare(a, {"miou": 50.0, "tc": 70.0, "per_class_iou": {}})
     with pytest.raises(CompareError, match="resamples"):
