@@ -8,6 +8,11 @@ TC exactly as ``stt-eval`` does. Sequences, not frames, are resampled because co
 one drive are far from independent; the spread this gives is what another set of sequences from
 the same source would show (not what another training seed would).
 
+Another seed of the same recipe moves TC by as much as the differences being measured (three
+BiSe18 seeds span 3 TC points on SynthDrive), so each side can also be several training runs
+(``--base b0.json b1.json ... --other s0.json s1.json ...``): a side's metric is then the mean of
+its runs' metrics, and each resample also draws every side's runs with replacement.
+
 Why a few lines of numpy instead of ``scipy.stats.bootstrap``: the statistic is a ratio of sums over
 sequences, computed for both models from the same draw; numpy's ``bincount`` does the draw and the
 metric code is ``stt_ros.metrics``'s own, and scipy (tens of MB) would be a dependency for this alone.
@@ -18,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,42 +91,89 @@ def _metrics(conf: np.ndarray, inter: np.ndarray, union: np.ndarray) -> tuple[fl
     return 100 * mean_iou(conf), 100 * consistency(inter, union)
 
 
-def compare(base: dict[str, Any], other: dict[str, Any], resamples: int = 2000, seed: int = 0,
-            level: float = 0.95) -> dict[str, Any]:
-    """Point estimates, differences (other - base) and paired bootstrap intervals, in percent."""
+def compare(base: dict[str, Any] | Sequence[dict[str, Any]], other: dict[str, Any] | Sequence[dict[str, Any]],
+            resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Point estimates, differences (other - base) and bootstrap intervals, in percent.
+
+    ``base`` and ``other`` are one ``stt-eval`` result each, or several (training runs of one recipe
+    with different seeds). A side's metric is the mean over its runs of each run's mIoU / TC. Every
+    resample draws the sequences with replacement (one draw shared by every run of both sides) and,
+    where a side has several runs, draws its runs with replacement too, so the interval covers both
+    which sequences and which training runs happened to be drawn. With few runs the run part of the
+    spread is coarse (a bootstrap over n runs sees (n-1)/n of their variance), so the per-run values
+    are reported as well.
+    """
     if resamples < 1:
         raise CompareError(f"resamples={resamples} must be at least 1")
     if not 0 < level < 1:
         raise CompareError(f"level={level} must lie in (0, 1)")
-    names = paired_sequences(base, other)
-    a, b = _stack(base, names), _stack(other, names)
+    runs_a, runs_b = _runs(base, "base"), _runs(other, "other")
+    names = paired_sequences(runs_a[0], runs_b[0], _run_label("base", 0, runs_a), _run_label("other", 0, runs_b))
+    for side, runs in (("base", runs_a), ("other", runs_b)):
+        for i, run in enumerate(runs):
+            if run is not runs_a[0]:
+                paired_sequences(runs_a[0], run, _run_label("base", 0, runs_a), _run_label(side, i, runs))
+    a = [np.stack(x) for x in zip(*(_stack(r, names) for r in runs_a), strict=True)]  # (R, S, ...)
+    b = [np.stack(x) for x in zip(*(_stack(r, names) for r in runs_b), strict=True)]
     n = len(names)
-    point_a, point_b = _metrics(*(x.sum(0) for x in a)), _metrics(*(x.sum(0) for x in b))
+    per_run_a, per_run_b = _run_metrics(a, np.ones(n)), _run_metrics(b, np.ones(n))  # (R, 2)
+    point_a, point_b = per_run_a.mean(0), per_run_b.mean(0)
     rng = np.random.default_rng(seed)
     diffs = np.empty((resamples, 2))
     for i in range(resamples):
         w = np.bincount(rng.integers(0, n, n), minlength=n)  # how often each sequence was drawn
-        ma = _metrics(*(np.tensordot(w, x, 1) for x in a))
-        mb = _metrics(*(np.tensordot(w, x, 1) for x in b))
-        diffs[i] = (mb[0] - ma[0], mb[1] - ma[1])
+        ra = _draw_runs(rng, len(runs_a))
+        rb = _draw_runs(rng, len(runs_b))
+        diffs[i] = _run_metrics(b, w)[rb].mean(0) - _run_metrics(a, w)[ra].mean(0)
     lo, hi = np.nanquantile(diffs, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    classes = list(base["per_class_iou"])
+    classes = list(runs_a[0]["per_class_iou"])
     per_class = {}
-    for j, (iou_a, iou_b, tc_a, tc_b) in enumerate(zip(iou_per_class(a[0].sum(0)), iou_per_class(b[0].sum(0)),
-                                                       _per_class_tc(a), _per_class_tc(b), strict=True)):
+    for j, (iou_a, iou_b, tc_a, tc_b) in enumerate(zip(_per_class(a, 0), _per_class(b, 0),
+                                                       _per_class(a, 1), _per_class(b, 1), strict=True)):
         if np.isnan([iou_a, iou_b, tc_a, tc_b]).all():
             continue
         per_class[classes[j]] = {"iou": [_pct(iou_a), _pct(iou_b)], "tc": [_pct(tc_a), _pct(tc_b)]}
-    out: dict[str, Any] = {"sequences": n, "resamples": resamples, "level": level, "seed": seed, "per_class": per_class}
+    out: dict[str, Any] = {"sequences": n, "runs": [len(runs_a), len(runs_b)], "resamples": resamples,
+                           "level": level, "seed": seed, "per_class": per_class}
     for k, key in enumerate(("miou", "tc")):
-        out[key] = {"base": point_a[k], "other": point_b[k], "difference": point_b[k] - point_a[k],
+        out[key] = {"base": float(point_a[k]), "other": float(point_b[k]),
+                    "difference": float(point_b[k] - point_a[k]),
                     "interval": [float(lo[k]), float(hi[k])],
-                    "p_not_better": float(np.mean(diffs[:, k] <= 0))}
+                    "p_not_better": float(np.mean(diffs[:, k] <= 0)),
+                    "base_runs": [float(v) for v in per_run_a[:, k]],
+                    "other_runs": [float(v) for v in per_run_b[:, k]]}
     return out
 
 
-def _per_class_tc(x: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    return consistency_per_class(x[1].sum(0), x[2].sum(0))
+def _runs(side: dict[str, Any] | Sequence[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    runs = [side] if isinstance(side, dict) else list(side)
+    if not runs:
+        raise CompareError(f"{label} has no results")
+    return runs
+
+
+def _run_label(side: str, i: int, runs: list[dict[str, Any]]) -> str:
+    return side if len(runs) == 1 else f"{side} run {i + 1}"
+
+
+def _draw_runs(rng: np.random.Generator, r: int) -> np.ndarray:
+    return np.zeros(1, np.int64) if r == 1 else rng.integers(0, r, r)
+
+
+def _run_metrics(x: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+    """(R, 2): mIoU and TC of every run over the sequences weighted by ``w`` (S,)."""
+    conf, inter, union = (np.tensordot(xi, w, axes=([1], [0])) for xi in x)
+    return np.array([_metrics(conf[r], inter[r], union[r]) for r in range(conf.shape[0])])
+
+
+def _per_class(x: list[np.ndarray], which: int) -> np.ndarray:
+    """Per-class IoU (``which`` 0) or TC (1), each run over all its sequences, averaged over runs."""
+    conf, inter, union = (xi.sum(1) for xi in x)
+    vals = [iou_per_class(conf[r]) if which == 0 else consistency_per_class(inter[r], union[r])
+            for r in range(conf.shape[0])]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every run stays NaN
+        return np.nanmean(np.array(vals, float), 0)
 
 
 def _pct(v: float) -> float | None:
@@ -128,7 +182,14 @@ def _pct(v: float) -> float | None:
 
 def markdown(cmp: dict[str, Any], base_label: str = "base", other_label: str = "other") -> str:
     pct = round(100 * cmp["level"])
-    lines = [f"{cmp['sequences']} sequences, paired bootstrap over sequences ({cmp['resamples']} resamples)", "",
+    runs = cmp.get("runs", [1, 1])
+    if max(runs) == 1:
+        title = f"{cmp['sequences']} sequences, paired bootstrap over sequences ({cmp['resamples']} resamples)"
+    else:
+        title = (f"{cmp['sequences']} sequences, {runs[0]} runs of {base_label} and {runs[1]} of {other_label} "
+                 f"(each side: mean over its runs); bootstrap over sequences (paired) and runs "
+                 f"({cmp['resamples']} resamples)")
+    lines = [title, "",
              f"| metric | {base_label} | {other_label} | difference | {pct}% interval | share of resamples <= 0 |",
              "|---|---|---|---|---|---|"]
     for key, label in (("miou", "mIoU (%)"), ("tc", "TC (%)")):
@@ -136,6 +197,12 @@ def markdown(cmp: dict[str, Any], base_label: str = "base", other_label: str = "
         lo, hi = m["interval"]
         lines.append(f"| {label} | {m['base']:.2f} | {m['other']:.2f} | {m['difference']:+.2f} | "
                      f"[{lo:+.2f}, {hi:+.2f}] | {m['p_not_better']:.3f} |")
+    if max(runs) > 1:
+        lines += ["", f"| run | {base_label} mIoU / TC | {other_label} mIoU / TC |", "|---|---|---|"]
+        for i in range(max(runs)):
+            cells = [f"{cmp['miou'][side][i]:.2f} / {cmp['tc'][side][i]:.2f}" if i < len(cmp["miou"][side]) else "-"
+                     for side in ("base_runs", "other_runs")]
+            lines.append(f"| {i + 1} | {cells[0]} | {cells[1]} |")
     lines += ["", f"| class | IoU {base_label} | IoU {other_label} | TC {base_label} | TC {other_label} "
                   f"| TC difference |", "|---|---|---|---|---|---|"]
     for name, c in cmp["per_class"].items():
@@ -151,23 +218,36 @@ def _f(v: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="stt-compare", description="Compare two stt-eval results of the same sequences: mIoU and TC "
-        "differences with a paired bootstrap interval over sequences, and per-class IoU/TC.",
+        prog="stt-compare", description="Compare stt-eval results of the same sequences: mIoU and TC "
+        "differences with a bootstrap interval (paired over sequences; over runs too where a side has "
+        "several training runs, e.g. seeds), and per-class IoU/TC.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n"
                "  stt-eval --weights base.safetensors --dataset synthdrive --root data/sd --json base.json\n"
                "  stt-eval --weights stt.safetensors --dataset synthdrive --root data/sd --json stt.json\n"
-               "  stt-compare base.json stt.json --labels BiSe18 STT-BiSe18")
-    parser.add_argument("base", help="stt-eval --json result of the reference model")
-    parser.add_argument("other", help="stt-eval --json result of the model compared with it")
+               "  stt-compare base.json stt.json --labels BiSe18 STT-BiSe18\n"
+               "  stt-compare --base bise_s0.json bise_s1.json bise_s2.json --other stt_s0.json stt_s1.json "
+               "stt_s2.json")
+    parser.add_argument("files", nargs="*", metavar="BASE OTHER",
+                        help="stt-eval --json results of the reference model and of the model compared with it")
+    parser.add_argument("--base", nargs="+", metavar="JSON",
+                        help="instead of BASE OTHER: one result per training run of the reference recipe")
+    parser.add_argument("--other", nargs="+", metavar="JSON", help="one result per run of the compared recipe")
     parser.add_argument("--labels", nargs=2, default=("base", "other"), metavar=("BASE", "OTHER"))
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the comparison as JSON here")
     args = parser.parse_args(argv)
+    if args.files and (args.base or args.other):
+        parser.error("give either BASE OTHER or --base ... --other ..., not both")
+    if args.files and len(args.files) != 2:
+        parser.error(f"BASE OTHER are two files, got {len(args.files)}; several runs per side go in --base/--other")
+    if not args.files and not (args.base and args.other):
+        parser.error("give BASE OTHER, or --base and --other")
+    base, other = (args.files[:1], args.files[1:]) if args.files else (args.base, args.other)
     try:
-        cmp = compare(_load(args.base), _load(args.other), args.resamples, args.seed, args.level)
+        cmp = compare([_load(f) for f in base], [_load(f) for f in other], args.resamples, args.seed, args.level)
         if args.json:
             from stt_ros.weights import atomic_write
 

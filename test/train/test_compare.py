@@ -93,6 +93,57 @@ def test_cli_prints_markdown_writes_json_and_reports_bad_files(tmp_path: Path, c
     assert "cannot read" in capsys.readouterr().err
 
 
+BASE_A = ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0])
+BASE_B = ([[3, 0, 0], [0, 2, 1], [0, 0, 4]], [3, 5, 2], [5, 5, 4])
+
+
+def test_several_runs_per_side_average_their_metrics_and_resample_runs() -> None:
+    base = result({"a": BASE_A, "b": BASE_B})
+    perfect = result({"a": PERFECT, "b": PERFECT})
+    # one run per side: the same as passing the results themselves
+    assert compare([base], [perfect], resamples=200) == compare(base, perfect, resamples=200)
+    # other: one run as good as base, one perfect; a side's metric is the mean of its runs' metrics
+    cmp = compare([base, base], [base, perfect], resamples=2000)
+    single = compare(base, perfect, resamples=10)
+    assert cmp["runs"] == [2, 2]
+    for key in ("miou", "tc"):
+        assert cmp[key]["base_runs"] == [pytest.approx(single[key]["base"])] * 2
+        assert cmp[key]["other_runs"] == [pytest.approx(single[key]["base"]), pytest.approx(100.0)]
+        assert cmp[key]["other"] == pytest.approx((single[key]["base"] + 100) / 2)
+        assert cmp[key]["difference"] == pytest.approx(single[key]["difference"] / 2)
+        # every sequence favours the perfect run, so only drawing the other side's runs can give <= 0:
+        # both draws hit the equal run a quarter of the time
+        assert cmp[key]["p_not_better"] == pytest.approx(0.25, abs=0.04)
+        assert cmp[key]["interval"][0] == pytest.approx(0.0, abs=1e-9)
+    # per-class values are averaged over runs: sky TC is 50 % (base) and 100 % (perfect)
+    assert cmp["per_class"]["sky"]["tc"] == [pytest.approx(50.0), pytest.approx(75.0)]
+    # a run that covers other sequences is refused, and named
+    with pytest.raises(CompareError, match=r"only in base: \[.b.\], only in other run 2: \['c'\]"):
+        compare([base], [perfect, result({"a": PERFECT, "c": PERFECT})])
+    with pytest.raises(CompareError, match="base has no results"):
+        compare([], [perfect])
+
+
+def test_cli_takes_several_runs_per_side(tmp_path: Path, capsys) -> None:
+    files = {}
+    for name, res in (("b0", result({"a": BASE_A, "b": BASE_B})), ("b1", result({"a": BASE_B, "b": BASE_A})),
+                      ("s0", result({"a": PERFECT, "b": BASE_B})), ("s1", result({"a": PERFECT, "b": PERFECT}))):
+        files[name] = str(tmp_path / f"{name}.json")
+        Path(files[name]).write_text(json.dumps(res))
+    assert compare_main(["--base", files["b0"], files["b1"], "--other", files["s0"], files["s1"], "--labels",
+                         "BiSe18", "STT", "--resamples", "100", "--json", str(tmp_path / "cmp.json")]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs of BiSe18 and 2 of STT" in out and "| run | BiSe18 mIoU / TC | STT mIoU / TC |" in out
+    assert "| 2 |" in out and "100.00 / 100.00 |" in out
+    assert json.loads((tmp_path / "cmp.json").read_text())["runs"] == [2, 2]
+    b0, s0 = files["b0"], files["s0"]
+    for bad in ([b0], [b0, s0, files["s1"]], [b0, s0, "--base", files["b1"]], ["--base", b0]):
+        with pytest.raises(SystemExit) as exc:
+            compare_main(bad)
+        assert exc.value.code == 2
+    assert "--other" in capsys.readouterr().err
+
+
 def test_stt_eval_json_holds_sequences_that_add_up(mini_synthdrive: Path, tmp_path: Path) -> None:
     """The per-sequence accumulators stt-eval writes sum to its own mIoU and TC."""
     from stt_ros.config import STTConfig
