@@ -11,6 +11,13 @@ This needs exact flow, which no deployed model has: it is not a method, it measu
 model's evidence over time can give on a dataset, i.e. what a temporal module such as STT has to
 learn. Temporal models run their per-frame path here (their transformer is ignored).
 
+``--at features`` fuses where STT works instead: the network's logits on its 1/8 feature grid (the
+head's output before upsampling), each carried along the exact flow resized to that grid (a
+position is valid where most of its pixels are), are averaged there and then upsampled exactly as
+the model upsamples its own logits. Logits rather than probabilities, so that K = 1 is still the
+model itself. The gap between the two modes is what the coarse grid costs even a temporal module
+with perfect motion.
+
     python -m stt_train.headroom --weights runs/bise/final.safetensors --root data/synthdrive --split val
 """
 
@@ -47,9 +54,23 @@ def carry_history(history: list[np.ndarray], probs: np.ndarray, flow: np.ndarray
     return ([probs] + carried)[:depth]
 
 
-def headroom(weights: str, root: str, split: str, depths: list[int], max_sequences: int | None = None
-             ) -> dict[int, dict[str, Any]]:
-    """{K: {"miou", "tc", "frames", "tc_pairs"}} for each history depth K (percent)."""
+def resize_flow(flow: np.ndarray, valid: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flow (H, W, 2) in pixels and its validity mask onto a (height, width) grid: flow averaged over each
+    cell and rescaled to grid units; a cell is valid where more than half its pixels are."""
+    h, w = flow.shape[:2]
+    small = cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA)
+    small *= np.array([width / w, height / h], np.float32)
+    ok = cv2.resize(valid.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0.5
+    return small, ok.astype(np.uint8)
+
+
+def headroom(weights: str, root: str, split: str, depths: list[int], max_sequences: int | None = None,
+             at: str = "full") -> dict[int, dict[str, Any]]:
+    """{K: {"miou", "tc", "frames", "tc_pairs"}} for each history depth K (percent).
+
+    ``at``: ``"full"`` fuses class probabilities at the label resolution, ``"features"`` fuses logits
+    on the network's 1/8 grid (see the module docstring).
+    """
     import torch
 
     from stt_ros.model.zoo import build_model
@@ -58,6 +79,8 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
 
     if not depths or min(depths) < 1:
         raise ConfigError(f"depths={depths}: give history depths >= 1")
+    if at not in ("full", "features"):
+        raise ConfigError(f"at={at!r}: choose full or features")
     cfg = model_config_from_weights(weights, {})
     model = build_model(cfg)
     load_weights(model, weights, config=cfg.to_dict())
@@ -79,19 +102,29 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
                 if (h, w) != (cfg.input_height, cfg.input_width) else img
             x = (torch.from_numpy(x).permute(2, 0, 1)[None].float() - mean) / std
             with torch.inference_mode():
-                logits = model(x).logits
-                if logits.shape[-2:] != (h, w):
-                    logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear",
-                                                             align_corners=False)
-                probs = logits.softmax(1)[0].permute(1, 2, 0).contiguous().numpy()
+                if at == "features":  # the head's logits on the 1/8 grid
+                    current = model.segnet.head(model.segnet.features(x)[0])[0].permute(1, 2, 0).contiguous().numpy()
+                else:
+                    logits = model(x).logits
+                    if logits.shape[-2:] != (h, w):
+                        logits = torch.nn.functional.interpolate(logits, size=(h, w), mode="bilinear",
+                                                                 align_corners=False)
+                    current = logits.softmax(1)[0].permute(1, 2, 0).contiguous().numpy()
             if i == 0:
-                history, flow, valid = [probs], None, None
+                history, flow, valid = [current], None, None
             else:
                 flow, valid = read_flow_png(seq.flows[i])
-                history = carry_history(history, probs, flow, valid, max(depths))
+                if at == "features":
+                    history = carry_history(history, current, *resize_flow(flow, valid, *current.shape[:2]),
+                                            max(depths))
+                else:
+                    history = carry_history(history, current, flow, valid, max(depths))
             label = read_label(seq.labels[i], ds.label_lut) if seq.labels[i] is not None else None
             for k in depths:
-                pred = np.mean(history[:k], 0).argmax(-1).astype(np.uint8)
+                fused = np.mean(history[:k], 0)
+                if fused.shape[:2] != (h, w):  # bilinear, half-pixel centres: as the model upsamples its logits
+                    fused = cv2.resize(fused, (w, h), interpolation=cv2.INTER_LINEAR)
+                pred = fused.argmax(-1).astype(np.uint8)
                 cm, tc = acc[k]
                 if label is not None:
                     cm.update(pred, label)
@@ -113,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="val")
     parser.add_argument("--depths", default="1,2,3", help="comma-separated history depths K (default 1,2,3)")
     parser.add_argument("--max-sequences", type=int)
+    parser.add_argument("--at", choices=("full", "features"), default="full",
+                        help="fuse class probabilities at full resolution (default), or logits on the network's 1/8 "
+                             "feature grid, where STT works")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     try:
@@ -123,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not Path(args.weights).is_file():
             raise ConfigError(f"--weights {args.weights} does not exist")
-        res = headroom(args.weights, args.root, args.split, depths, args.max_sequences)
+        res = headroom(args.weights, args.root, args.split, depths, args.max_sequences, args.at)
     except (ConfigError, DatasetError, OSError) as exc:
         print(f"headroom: error: {exc}", file=sys.stderr)
         return 2

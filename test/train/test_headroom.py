@@ -12,7 +12,7 @@ from stt_ros.config import STTConfig
 from stt_ros.model.zoo import build_model
 from stt_ros.weights import save_weights
 from stt_train.evaluate import main as eval_main
-from stt_train.headroom import carry_history, main
+from stt_train.headroom import carry_history, main, resize_flow
 
 
 def test_history_follows_the_flow_and_restarts_where_invalid() -> None:
@@ -29,6 +29,20 @@ def test_history_follows_the_flow_and_restarts_where_invalid() -> None:
     assert hist[1][1:, 3, 1].tolist() == [1.0, 1.0, 1.0] and hist[1][1:, 2, 1].tolist() == [0.0, 0.0, 0.0]
     assert hist[1][0].tolist() == cur[0].tolist()  # restarted from the current frame
     assert len(carry_history(hist, cur, flow, valid, depth=2)) == 2
+
+
+def test_flow_onto_the_feature_grid_is_averaged_rescaled_and_masked_by_majority() -> None:
+    flow = np.zeros((16, 32, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 8.0, -4.0  # 8 px right, 4 px up at full size
+    flow[:8, :8, 0] = 16.0  # the top-left 2x2 cells of the 1/4 grid move twice as far
+    valid = np.ones((16, 32), np.uint8)
+    valid[:4, :3] = 0  # 12 of cell (0, 0)'s 16 pixels invalid
+    valid[4:8, :1] = 0  # 4 of cell (1, 0)'s 16 pixels invalid
+    small, ok = resize_flow(flow, valid, 4, 8)
+    assert small.shape == (4, 8, 2) and ok.shape == (4, 8)
+    assert small[2:, :, 0].tolist() == [[2.0] * 8] * 2 and np.all(small[..., 1] == -1.0)
+    assert small[0, 0, 0] == 4.0 and small[0, 2, 0] == 2.0
+    assert ok[0, 0] == 0 and ok[1, 0] == 1 and ok.sum() == 31
 
 
 def test_depth_one_equals_stt_eval(mini_synthdrive: Path, tmp_path: Path, capsys) -> None:
@@ -49,6 +63,13 @@ def test_depth_one_equals_stt_eval(mini_synthdrive: Path, tmp_path: Path, capsys
     assert res["2"]["frames"] == 6 and res["2"]["tc_pairs"] == ref["tc_pairs"] == 5
     assert res["1"]["tc"] < 100 and res["2"]["tc"] != res["1"]["tc"]  # fusing two frames changes the class maps
     assert "| 2 |" in capsys.readouterr().out
+    # fusing on the 1/8 feature grid: K = 1 is still the model; fusing there gives other class maps than at full size
+    assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--split", "val", "--depths", "1,2",
+                 "--at", "features", "--json", str(tmp_path / "f.json")]) == 0
+    feat = json.loads((tmp_path / "f.json").read_text())
+    assert feat["1"]["miou"] == pytest.approx(ref["miou"], abs=1e-6)
+    assert feat["1"]["tc"] == pytest.approx(ref["tc"], abs=1e-6)
+    assert feat["2"]["tc_pairs"] == 5 and feat["2"]["tc"] != res["2"]["tc"]
     assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--depths", "0"]) == 2
     assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--depths", "a"]) == 2
     assert main(["--weights", str(tmp_path / "none.safetensors"), "--root", str(mini_synthdrive)]) == 2
