@@ -110,9 +110,8 @@ def compare(base: dict[str, Any] | Sequence[dict[str, Any]], other: dict[str, An
     runs_a, runs_b = _runs(base, "base"), _runs(other, "other")
     names = paired_sequences(runs_a[0], runs_b[0], _run_label("base", 0, runs_a), _run_label("other", 0, runs_b))
     for side, runs in (("base", runs_a), ("other", runs_b)):
-        for i, run in enumerate(runs):
-            if run is not runs_a[0]:
-                paired_sequences(runs_a[0], run, _run_label("base", 0, runs_a), _run_label(side, i, runs))
+        for i in range(1, len(runs)):
+            paired_sequences(runs_a[0], runs[i], _run_label("base", 0, runs_a), _run_label(side, i, runs))
     a = [np.stack(x) for x in zip(*(_stack(r, names) for r in runs_a), strict=True)]  # (R, S, ...)
     b = [np.stack(x) for x in zip(*(_stack(r, names) for r in runs_b), strict=True)]
     n = len(names)
@@ -128,8 +127,8 @@ def compare(base: dict[str, Any] | Sequence[dict[str, Any]], other: dict[str, An
     lo, hi = np.nanquantile(diffs, [(1 - level) / 2, (1 + level) / 2], axis=0)
     classes = list(runs_a[0]["per_class_iou"])
     per_class = {}
-    for j, (iou_a, iou_b, tc_a, tc_b) in enumerate(zip(_per_class(a, 0), _per_class(b, 0),
-                                                       _per_class(a, 1), _per_class(b, 1), strict=True)):
+    (iou_as, tc_as), (iou_bs, tc_bs) = _per_class(a), _per_class(b)
+    for j, (iou_a, iou_b, tc_a, tc_b) in enumerate(zip(iou_as, iou_bs, tc_as, tc_bs, strict=True)):
         if np.isnan([iou_a, iou_b, tc_a, tc_b]).all():
             continue
         per_class[classes[j]] = {"iou": [_pct(iou_a), _pct(iou_b)], "tc": [_pct(tc_a), _pct(tc_b)]}
@@ -166,14 +165,14 @@ def _run_metrics(x: list[np.ndarray], w: np.ndarray) -> np.ndarray:
     return np.array([_metrics(conf[r], inter[r], union[r]) for r in range(conf.shape[0])])
 
 
-def _per_class(x: list[np.ndarray], which: int) -> np.ndarray:
-    """Per-class IoU (``which`` 0) or TC (1), each run over all its sequences, averaged over runs."""
+def _per_class(x: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class IoU and TC, each run over all its sequences, averaged over runs."""
     conf, inter, union = (xi.sum(1) for xi in x)
-    vals = [iou_per_class(conf[r]) if which == 0 else consistency_per_class(inter[r], union[r])
-            for r in range(conf.shape[0])]
+    iou = [iou_per_class(conf[r]) for r in range(conf.shape[0])]
+    tc = [consistency_per_class(inter[r], union[r]) for r in range(conf.shape[0])]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every run stays NaN
-        return np.nanmean(np.array(vals, float), 0)
+        return np.nanmean(np.array(iou, float), 0), np.nanmean(np.array(tc, float), 0)
 
 
 def _pct(v: float) -> float | None:

@@ -114,11 +114,8 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
                 history, flow, valid = [current], None, None
             else:
                 flow, valid = read_flow_png(seq.flows[i])
-                if at == "features":
-                    history = carry_history(history, current, *resize_flow(flow, valid, *current.shape[:2]),
-                                            max(depths))
-                else:
-                    history = carry_history(history, current, flow, valid, max(depths))
+                motion = resize_flow(flow, valid, *current.shape[:2]) if at == "features" else (flow, valid)
+                history = carry_history(history, current, *motion, max(depths))
             label = read_label(seq.labels[i], ds.label_lut) if seq.labels[i] is not None else None
             for k in depths:
                 fused = np.mean(history[:k], 0)
