@@ -114,6 +114,10 @@ class STTConfig:
                           "top-k exceeds 3840 (TensorRT); 0 = as few bands as that allows", lo=0, hi=1024)
     attn_dim: int = _f(32, "key/query/value projection width of the temporal transformer", lo=8, hi=1024)
     attn_heads: int = _f(2, "attention heads (attn_dim must be divisible by it)", lo=1, hi=64)
+    attn_affinity: str = _f("dot", "query-key similarity: dot (the paper: scaled dot product of separate query "
+                            "and key projections) or l2 (one shared key projection, negative squared distance, "
+                            "so a position's best key is the past position that matches it)",
+                            choices=("dot", "l2"))
     # --- input ---
     input_height: int = _f(512, "network input height (multiple of 32)", lo=32, hi=4096)
     input_width: int = _f(1024, "network input width (multiple of 32)", lo=32, hi=8192)

@@ -23,7 +23,7 @@ from stt_ros.model.state import LoadReport, load_state_dict_report
 
 FORMAT = "stt_ros/1"
 #: Config fields that describe the network's parameters (a checkpoint must agree on these).
-ARCH_FIELDS = ("model", "num_classes", "attn_dim", "attn_heads")
+ARCH_FIELDS = ("model", "num_classes", "attn_dim", "attn_heads", "attn_affinity")
 
 
 class WeightsError(ValueError):

@@ -56,6 +56,10 @@ def test_wrong_architecture_is_refused(tmp_path: Path) -> None:
     save_weights(build_model(cfg), path, config=cfg.to_dict())
     with pytest.raises(WeightsError, match="different model.*stt_psp18.*stt_bise18"):
         load_weights(build_model(CFG), path, config=CFG.to_dict())
+    l2 = CFG.replace(attn_affinity="l2")  # shared query/key projection: other parameters, same shapes elsewhere
+    save_weights(build_model(l2), path, config=l2.to_dict())
+    with pytest.raises(WeightsError, match="attn_affinity: checkpoint 'l2', config 'dot'"):
+        load_weights(build_model(CFG), path, config=CFG.to_dict())
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])

@@ -19,6 +19,14 @@ every K <= 3840 (at 1024x2048 input, a 128x256 map: 5 bands of 25-26 rows). This
 global top-k in that every band gets exactly its share: a band with many boundaries cannot take
 slots from a flat one. With a single band (K <= 3840 overall) it is the global top-k.
 
+Affinity: ``"dot"`` is the paper's scaled dot product between separately projected queries and
+keys. ``"l2"`` projects the query with the key projection (one projection for current and past
+frames) and scores a key by the negative squared distance ``-|q - k|^2 / sqrt(d)``, as STCN (Cheng
+et al., NeurIPS 2021) does for memory reading: a position's best key is the past position whose
+features match it, which the dot product of two unrelated projections does not prefer. ``|q|^2``
+is the same for every key of a query, so the logits are ``(2 q.k - |k|^2) / sqrt(d)``; the
+memory layout is unchanged, and the NSM query selection scores the shared-projection queries.
+
 Memory layout: the keys and values of one frame are computed once (:meth:`project_memory`) as
 ``(B, heads, H*W, 2 * head_dim)`` (key then value per position), which is what the runtime's ring
 buffer stores. ``forward`` takes a memory tensor ``(B, S, heads, H*W, 2 * head_dim)`` and the slot
@@ -174,12 +182,15 @@ class SparseTemporalTransformer(nn.Module):
     """The STT module: refines a (B, C, H, W) feature map with attention into past frames.
 
     Parameters mirror :class:`stt_ros.config.STTConfig` (``key_frames`` T, window schedule
-    s/e/eps, ``query_radius`` r, ``query_ratio`` TR, ``attn_dim``, ``heads``, ``query_bands``).
+    s/e/eps, ``query_radius`` r, ``query_ratio`` TR, ``attn_dim``, ``heads``, ``query_bands``,
+    ``affinity``). With ``affinity="l2"`` there is no separate query projection.
     """
+
+    AFFINITIES = ("dot", "l2")
 
     def __init__(self, channels: int, key_frames: int = 7, window_start: int = 1, window_end: int = 5,
                  window_step: int = 1, query_radius: int = 5, query_ratio: float = 0.5, attn_dim: int = 32,
-                 heads: int = 2, query_bands: int = 0, chunk: int = 32) -> None:
+                 heads: int = 2, query_bands: int = 0, chunk: int = 32, affinity: str = "dot") -> None:
         super().__init__()
         if attn_dim % heads:
             raise ValueError(f"attn_dim={attn_dim} is not divisible by heads={heads}")
@@ -187,6 +198,8 @@ class SparseTemporalTransformer(nn.Module):
             raise ValueError(f"query_radius={query_radius} must be odd and >= 3")
         if not 0.0 <= query_ratio <= 1.0:
             raise ValueError(f"query_ratio={query_ratio} must lie in [0, 1]")
+        if affinity not in self.AFFINITIES:
+            raise ValueError(f"affinity={affinity!r}: choose one of {', '.join(self.AFFINITIES)}")
         self.channels = channels
         self.key_frames = key_frames
         self.half_widths = tuple(key_half_widths(key_frames, window_start, window_end, window_step))
@@ -196,9 +209,28 @@ class SparseTemporalTransformer(nn.Module):
         self.heads = heads
         self.head_dim = attn_dim // heads
         self.chunk = chunk
-        self.q_proj = nn.Conv2d(channels, attn_dim, 1)
+        self.affinity = affinity
+        self.attn_dim = attn_dim
+        self.q_proj = nn.Conv2d(channels, attn_dim, 1) if affinity == "dot" else None
         self.kv_proj = nn.Conv2d(channels, 2 * attn_dim, 1)
         self.out_proj = nn.Linear(attn_dim, channels)
+
+    # ------------------------------------------------------------------ projections
+    def queries(self, feat: Tensor) -> Tensor:
+        """Query features (B, attn_dim, H, W): the query projection, or for ``l2`` the key projection."""
+        if self.q_proj is not None:
+            return self.q_proj(feat)
+        return F.conv2d(feat, self.kv_proj.weight[:self.attn_dim], self.kv_proj.bias[:self.attn_dim])
+
+    def _query_scale(self) -> float:
+        """Factor on q so that ``q.k`` plus :meth:`_key_term` gives the logits."""
+        return self.head_dim ** -0.5 * (2.0 if self.affinity == "l2" else 1.0)
+
+    def _key_term(self, keys: Tensor) -> Tensor | None:
+        """Per-key logit term ``-|k|^2 / sqrt(d)`` of the l2 affinity for keys (..., K, hd): (..., 1, K)."""
+        if self.affinity != "l2":
+            return None
+        return (keys.square().sum(-1) * -self.head_dim ** -0.5).unsqueeze(-2)
 
     # ------------------------------------------------------------------ memory
     def project_memory(self, feat: Tensor) -> Tensor:
@@ -245,12 +277,12 @@ class SparseTemporalTransformer(nn.Module):
                 return feat
         b, c, h, w = feat.shape
         hw = h * w
-        q = self.q_proj(feat)
+        q = self.queries(feat)
         sel = self.select(q)  # (B, N)
         n_sel = sel.shape[1]
         # rows of (B*H*W, .) views; free for channels-last maps (what mkldnn convolutions return)
         flat_sel = (sel + torch.arange(b, device=sel.device)[:, None] * hw).reshape(-1)  # (B*N,)
-        q_sel = q.permute(0, 2, 3, 1).reshape(b * hw, -1).index_select(0, flat_sel) * self.head_dim ** -0.5
+        q_sel = q.permute(0, 2, 3, 1).reshape(b * hw, -1).index_select(0, flat_sel) * self._query_scale()
 
         pos, inside, frame = key_index_table(h, w, self.half_widths)
         n_keys = key_size(self.half_widths[:n_frames])  # the nearest n frames: a column prefix
@@ -279,6 +311,9 @@ class SparseTemporalTransformer(nn.Module):
             m = rows.shape[0]
             kv = mem.index_select(0, rows.view(-1)).view(m, self.heads, -1, 2 * hd)
             logits = torch.matmul(qf[i:i + m], kv[..., :hd].transpose(-1, -2))  # (m, heads, 1, K)
+            key_term = self._key_term(kv[..., :hd])
+            if key_term is not None:
+                logits = logits + key_term
             attn = logits.masked_fill_(outside[i:i + m], float("-inf")).softmax(-1)
             out[i:i + m] = torch.matmul(attn, kv[..., hd:]).squeeze(2)
         upd = self.out_proj(out.view(b * n_sel, self.heads * self.head_dim))  # (B*N, C)
@@ -288,6 +323,34 @@ class SparseTemporalTransformer(nn.Module):
         # the head's convolution and the channel argmax after it need to stay fast
         merged = feat.permute(0, 2, 3, 1).reshape(b * hw, c).index_add(0, flat_sel, upd)
         return merged.view(b, h, w, c).permute(0, 3, 1, 2)
+
+    def attention(self, feat: Tensor, memory: Tensor, order: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Attention weights of **every** position (as if TR = 1) over its keys, for inspection.
+
+        Returns ``weights (B, heads, H*W, K)`` (keys outside the map get 0) and ``frame (K,)``, the
+        key's frame (0 = nearest), keys in :func:`key_window_offsets` order for the nearest
+        ``min(len(order), T)`` frames. ``forward`` with TR = 1 adds ``out_proj`` of these weights times
+        the values to every position. No gradients; memory-hungry for large maps (H*W*K per head).
+        """
+        n_frames = min(len(order), self.key_frames)
+        if n_frames == 0:
+            raise ValueError("attention needs at least one past frame in order")
+        b, _, h, w = feat.shape
+        hw, hd = h * w, self.head_dim
+        n_keys = key_size(self.half_widths[:n_frames])
+        pos, inside, frame = key_index_table(h, w, self.half_widths)
+        pos, inside, frame = pos[:, :n_keys].long(), inside[:, :n_keys], frame[:n_keys]
+        with torch.no_grad():
+            q = self.queries(feat).view(b, self.heads, hd, hw).transpose(2, 3) * self._query_scale()
+            slots = torch.as_tensor(list(order[:n_frames]), device=feat.device)[frame.to(feat.device)]  # (K,)
+            keys = memory[:, slots[None, :], :, pos.to(feat.device), :hd]  # (HW, K, B, heads, hd)
+            keys = keys.permute(2, 3, 0, 1, 4)  # (B, heads, HW, K, hd)
+            logits = (keys @ q[..., None]).squeeze(-1)  # (B, heads, HW, K)
+            key_term = self._key_term(keys)
+            if key_term is not None:
+                logits = logits + key_term.squeeze(-2)
+            weights = logits.masked_fill(~inside.to(feat.device), float("-inf")).softmax(-1)
+        return weights, frame
 
     # ------------------------------------------------------------------ export formulation
     def select_static(self, q: Tensor) -> Tensor:
@@ -323,11 +386,11 @@ class SparseTemporalTransformer(nn.Module):
             return feat
         c, h, w = (int(x) for x in feat.shape[1:])  # static: plain ints even while tracing
         hd = self.head_dim
-        q = self.q_proj(feat)
+        q = self.queries(feat)
         sel = self.select_static(q)  # (N,) int32
         n_sel = int(sel.shape[0])
         q_rows = q.permute(0, 2, 3, 1).reshape(h * w, -1)
-        q_sel = q_rows.index_select(0, sel) * hd ** -0.5  # (N, d)
+        q_sel = q_rows.index_select(0, sel) * self._query_scale()  # (N, d)
         qf = q_sel.view(n_sel, self.heads, 1, hd).transpose(0, 1)  # (heads, N, 1, hd)
         # zero-padded to 2*hd: q_pad . [k | v] = q . k, so the gathered key|value rows are used as they
         # are (slicing keys and values apart would copy the largest tensor of the step)
@@ -358,7 +421,10 @@ class SparseTemporalTransformer(nn.Module):
             # their (small) attention logits are
             kvs = [fr[0].index_select(1, p[i:j].reshape(-1)).view(self.heads, j - i, -1, 2 * hd)
                    for fr, p in zip(frames, pos, strict=True)]  # (heads, m, n_k, 2hd) each
-            logits = torch.cat([torch.matmul(q_pad[:, i:j], kv.transpose(-1, -2)) for kv in kvs], -1)
+            logits = [torch.matmul(q_pad[:, i:j], kv.transpose(-1, -2)) for kv in kvs]
+            if self.affinity == "l2":
+                logits = [lg + self._key_term(kv[..., :hd]) for lg, kv in zip(logits, kvs, strict=True)]
+            logits = torch.cat(logits, -1)
             logits = torch.where(key_ok[None, i:j, None, :], logits, neg_inf)  # (heads, m, 1, K)
             attn = logits.softmax(-1).split(sizes, -1)
             out = torch.matmul(attn[0], kvs[0])
@@ -388,13 +454,15 @@ def dense_temporal_attention(stt: SparseTemporalTransformer, feat: Tensor, memor
         return feat
     b, c, h, w = feat.shape
     hw, hd = h * w, stt.head_dim
-    q = stt.q_proj(feat).view(b, stt.heads, hd, hw).permute(0, 1, 3, 2) * hd ** -0.5  # (B, heads, HW, hd)
+    q = stt.queries(feat).view(b, stt.heads, hd, hw).permute(0, 1, 3, 2) * stt._query_scale()  # (B, heads, HW, hd)
     kv = memory[:, list(order[:n_frames])]  # (B, n, heads, HW, 2hd)
     kv = kv.permute(0, 2, 1, 3, 4).reshape(b, stt.heads, n_frames * hw, 2 * hd)
     k, v = kv[..., :hd], kv[..., hd:]
     outs = []
     for i in range(0, hw, chunk):
-        attn = torch.matmul(q[:, :, i:i + chunk], k.transpose(-1, -2)).softmax(-1)
+        logits = torch.matmul(q[:, :, i:i + chunk], k.transpose(-1, -2))
+        key_term = stt._key_term(k)
+        attn = (logits if key_term is None else logits + key_term).softmax(-1)
         outs.append(torch.matmul(attn, v))
     out = torch.cat(outs, 2).permute(0, 2, 1, 3).reshape(b, hw, stt.heads * hd)
     return feat + stt.out_proj(out).transpose(1, 2).reshape(b, c, h, w)

@@ -36,8 +36,8 @@ META_CONFIG = "stt_ros.config"
 GRAPH_FORMAT = "stt_ros.step/1"
 #: Config fields baked into an exported graph (a backend's config must agree on all of them).
 GRAPH_FIELDS = ("model", "num_classes", "key_frames", "key_window_start", "key_window_end", "key_window_step",
-                "query_radius", "query_ratio", "query_tiles", "attn_dim", "attn_heads", "input_height",
-                "input_width", "mean", "std")
+                "query_radius", "query_ratio", "query_tiles", "attn_dim", "attn_heads", "attn_affinity",
+                "input_height", "input_width", "mean", "std")
 
 
 def read_config_file(path: str | Path) -> STTConfig:

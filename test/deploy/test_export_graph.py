@@ -85,12 +85,13 @@ def test_validity_is_per_batch_item_and_checked() -> None:
         stt(feat, memory, [0, 1, 2], valid=torch.ones(2, 2, dtype=torch.bool))
 
 
-def test_static_formulation_matches_with_full_ratio_and_all_fills() -> None:
+@pytest.mark.parametrize("affinity", ["dot", "l2"])
+def test_static_formulation_matches_with_full_ratio_and_all_fills(affinity: str) -> None:
     """query_ratio=1 (no top-k) and every fill level, chunk sizes that do not divide N."""
     torch.manual_seed(1)
     c, h, w, t = 10, 5, 8, 3
     stt = SparseTemporalTransformer(c, key_frames=t, window_start=1, window_end=2, query_ratio=1.0, attn_dim=8,
-                                    heads=2).double().eval()
+                                    heads=2, affinity=affinity).double().eval()
     feat = torch.randn(1, c, h, w, dtype=torch.float64)
     memory = make_memory(stt.float(), t, c, h, w).double()
     stt.double()
@@ -119,10 +120,10 @@ def test_model_step_frames_equals_step() -> None:
 
 
 # ---------------------------------------------------------------------------- the exported graph
-@pytest.fixture(scope="module")
-def small_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, STTConfig]:
+@pytest.fixture(scope="module", params=["dot", "l2"])
+def small_export(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, STTConfig]:
     torch.manual_seed(0)
-    cfg = STTConfig(model="stt_bise18", input_height=H, input_width=W)
+    cfg = STTConfig(model="stt_bise18", input_height=H, input_width=W, attn_affinity=request.param)
     path = tmp_path_factory.mktemp("export") / "stt64.onnx"
     export_step(build_model(cfg).eval(), cfg, path, with_logits=True, query_chunk=24)
     return path, cfg
@@ -159,6 +160,7 @@ def test_graph_passes_checker_and_tensorrt_rules(small_export: tuple[Path, STTCo
     assert dims["frame_valid"] == [cfg.key_frames]
     meta = {p.key: p.value for p in proto.metadata_props}
     assert '"key_frames": 7' in meta["stt_ros.config"]
+    assert f'"attn_affinity": "{cfg.attn_affinity}"' in meta["stt_ros.config"]
     # one TopK per band with exactly that band's share (here a single band: the global top-k)
     assert topk_ks(proto) == [round(0.5 * (H // 8) * (W // 8))]
 

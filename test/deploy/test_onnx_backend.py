@@ -171,9 +171,11 @@ def test_graph_without_logits_refuses_return_logits(tmp_path: Path) -> None:
 def test_graph_exported_for_other_settings_is_refused(exported, tmp_path: Path) -> None:
     cfg, _, path = exported
     with pytest.raises(ConfigError) as err:
-        create_backend(cfg.replace(backend="onnxruntime", weights=str(path), key_frames=3, query_ratio=0.25))
+        create_backend(cfg.replace(backend="onnxruntime", weights=str(path), key_frames=3, query_ratio=0.25,
+                                   attn_affinity="l2"))
     msg = str(err.value)
     assert "key_frames: graph 7, config 3" in msg and "query_ratio" in msg and "memory_3" in msg
+    assert "attn_affinity: graph 'dot', config 'l2'" in msg
     assert "stt-export" in msg
     with pytest.raises(ConfigError, match="input 'image' is uint8\\[1, 64, 128, 3\\], config needs"):
         create_backend(cfg.replace(backend="onnxruntime", weights=str(path), input_width=256))

@@ -153,12 +153,13 @@ def make_memory(stt: SparseTemporalTransformer, frames: int, c: int, h: int, w: 
     return stt.project_memory(feats)[None]  # (1, frames, heads, HW, 2hd)
 
 
+@pytest.mark.parametrize("affinity", ["dot", "l2"])
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 0, 1], [1, 2]])
-def test_sparse_with_covering_windows_equals_dense(order: list[int]) -> None:
+def test_sparse_with_covering_windows_equals_dense(order: list[int], affinity: str) -> None:
     torch.manual_seed(0)
     c, h, w = 12, 6, 9
     stt = SparseTemporalTransformer(c, key_frames=3, window_start=9, window_end=9, query_ratio=1.0,
-                                    attn_dim=8, heads=2, chunk=7).double().eval()
+                                    attn_dim=8, heads=2, chunk=7, affinity=affinity).double().eval()
     feat = torch.randn(1, c, h, w, dtype=torch.float64)
     with torch.no_grad():
         memory = make_memory(stt.float(), 3, c, h, w).double()
@@ -169,20 +170,26 @@ def test_sparse_with_covering_windows_equals_dense(order: list[int]) -> None:
     torch.testing.assert_close(sparse, dense, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("affinity", ["dot", "l2"])
 @pytest.mark.parametrize("order", [[2, 0, 1], [1, 0]])
-def test_sparse_windows_match_brute_force(order: list[int]) -> None:
-    """TR=1 with real windows equals an explicit per-query loop over each frame's padded window."""
+def test_sparse_windows_match_brute_force(order: list[int], affinity: str) -> None:
+    """TR=1 with real windows equals an explicit per-query loop over each frame's padded window;
+    ``dot``: q.k / sqrt(d) with the query projection, ``l2``: -|q - k|^2 / sqrt(d) with the key projection."""
     torch.manual_seed(3)
     c, h, w, t = 10, 7, 9, 3
     stt = SparseTemporalTransformer(c, key_frames=t, window_start=1, window_end=2, window_step=1,
-                                    query_ratio=1.0, attn_dim=8, heads=2).double().eval()
+                                    query_ratio=1.0, attn_dim=8, heads=2, affinity=affinity).double().eval()
     feat = torch.randn(1, c, h, w, dtype=torch.float64)
     memory = make_memory(stt.float(), t, c, h, w).double()
     stt.double()
     # order[0] is the nearest frame's slot; with 2 frames only the two nearest windows are used
     with torch.no_grad():
         got = stt(feat, memory, order)
-        q = stt.q_proj(feat)[0].reshape(stt.heads, stt.head_dim, h * w)
+        proj = stt.q_proj if affinity == "dot" else torch.nn.Conv2d(c, 8, 1).double()
+        if affinity == "l2":  # the key half of the key/value projection
+            proj.weight.copy_(stt.kv_proj.weight[:8])
+            proj.bias.copy_(stt.kv_proj.bias[:8])
+        q = proj(feat)[0].reshape(stt.heads, stt.head_dim, h * w)
         expected = feat.clone()
         for y in range(h):
             for x in range(w):
@@ -198,7 +205,11 @@ def test_sparse_windows_match_brute_force(order: list[int]) -> None:
                                     keys.append(row[:stt.head_dim])
                                     vals.append(row[stt.head_dim:])
                     kk, vv = torch.stack(keys), torch.stack(vals)
-                    logits = kk @ q[hh, :, y * w + x] / math.sqrt(stt.head_dim)
+                    qq = q[hh, :, y * w + x]
+                    if affinity == "dot":
+                        logits = kk @ qq / math.sqrt(stt.head_dim)
+                    else:
+                        logits = -((kk - qq) ** 2).sum(1) / math.sqrt(stt.head_dim)
                     heads_out.append(logits.softmax(0) @ vv)
                 expected[0, :, y, x] += stt.out_proj(torch.cat(heads_out))
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
@@ -212,10 +223,55 @@ def test_unselected_positions_keep_their_features() -> None:
     memory = make_memory(stt, 2, c, h, w)
     with torch.no_grad():
         out = stt(feat, memory, [0, 1])
-        sel = stt.select(stt.q_proj(feat))[0]
+        sel = stt.select(stt.queries(feat))[0]
     changed = (out - feat).abs().sum(1).reshape(-1) > 0
     assert set(changed.nonzero().flatten().tolist()) == set(sel.tolist())
     assert sel.numel() == round(0.25 * h * w)
+
+
+@pytest.mark.parametrize("affinity", ["dot", "l2"])
+def test_attention_weights_are_what_forward_applies(affinity: str) -> None:
+    """``attention`` returns, for every position, the weights that ``forward`` (TR = 1) puts on the values."""
+    torch.manual_seed(2)
+    c, h, w = 12, 5, 7
+    stt = SparseTemporalTransformer(c, key_frames=2, window_start=1, window_end=2, query_ratio=1.0, attn_dim=8,
+                                    heads=2, affinity=affinity).double().eval()
+    feat = torch.randn(1, c, h, w, dtype=torch.float64)
+    memory = make_memory(stt.float(), 3, c, h, w).double()
+    stt.double()
+    weights, frame = stt.attention(feat, memory, [2, 0])
+    pos, inside, _ = key_index_table(h, w, stt.half_widths)
+    assert weights.shape == (1, 2, h * w, pos.shape[1]) and frame.tolist() == [0] * 9 + [1] * 25
+    assert torch.equal(weights[0, :, ~inside], torch.zeros_like(weights[0, :, ~inside]))  # padding gets nothing
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, h * w, dtype=torch.float64))
+    values = memory[0][torch.tensor([2, 0])[frame][None, :], :, pos.long(), stt.head_dim:]  # (HW, K, heads, hd)
+    out = torch.einsum("hpk,pkhd->phd", weights[0], values).reshape(h * w, 8)
+    with torch.no_grad():
+        expected = feat + stt.out_proj(out).T.reshape(1, c, h, w)
+        torch.testing.assert_close(stt(feat, memory, [2, 0]), expected, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="at least one past frame"):
+        stt.attention(feat, memory, [])
+
+
+def test_l2_affinity_finds_the_matching_position() -> None:
+    """With ``l2`` a query's best key is the past position with its own features (whatever the learned
+    projection), so a scene shifted by one cell is followed; the paper's dot product has no such bias."""
+    torch.manual_seed(0)
+    c, h, w = 16, 8, 10
+    prev = torch.randn(1, c, h, w)
+    feat = torch.roll(prev, shifts=(1, -1), dims=(2, 3))  # content moved down 1, left 1: came from (y-1, x+1)
+    hits = {}
+    for affinity in ("dot", "l2"):
+        stt = SparseTemporalTransformer(c, key_frames=1, window_start=1, window_end=1, query_ratio=1.0, attn_dim=8,
+                                        heads=2, affinity=affinity).eval()
+        assert (stt.q_proj is None) == (affinity == "l2")
+        weights, _ = stt.attention(feat, stt.project_memory(prev)[:, None], [0])
+        inner = torch.zeros(h, w, dtype=torch.bool)
+        inner[1:-1, 1:-1] = True  # every 3x3 window inside the map
+        best = weights[0].argmax(-1)[:, inner.reshape(-1)]  # (heads, positions)
+        hits[affinity] = (best == 0 * 3 + 2).float().mean().item()  # window offset (dy, dx) = (-1, +1)
+    assert hits["l2"] == 1.0
+    assert hits["dot"] < 0.5
 
 
 def test_no_frames_or_zero_ratio_is_identity() -> None:
@@ -247,6 +303,8 @@ def test_invalid_parameters_raise() -> None:
         SparseTemporalTransformer(8, query_radius=4)
     with pytest.raises(ValueError, match="query_ratio"):
         SparseTemporalTransformer(8, query_ratio=1.5)
+    with pytest.raises(ValueError, match="affinity='cosine': choose one of dot, l2"):
+        SparseTemporalTransformer(8, affinity="cosine")
 
 
 def test_channels_last_layout_is_kept() -> None:
