@@ -32,10 +32,21 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stt_ros.config import ConfigError
+from stt_ros.config import ConfigError, STTConfig
 from stt_ros.metrics import ConfusionMatrix, TemporalConsistency
 from stt_train.datasets import DatasetError, read_label, read_rgb
 from stt_train.evaluate import eval_dataset, masked_agreement, model_config_from_weights
+
+
+def network_input(img: np.ndarray, cfg: STTConfig):
+    """An RGB uint8 frame as the network's normalised input tensor (1, 3, H, W) at the config's size."""
+    import torch
+
+    if img.shape[:2] != (cfg.input_height, cfg.input_width):
+        img = cv2.resize(img, (cfg.input_width, cfg.input_height), interpolation=cv2.INTER_LINEAR)
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+    return (torch.from_numpy(img).permute(2, 0, 1)[None].float() - mean) / std
 
 
 def warp_backward(x: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -88,8 +99,6 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
     ds, seqs = eval_dataset("synthdrive", root, split, cfg)
     seqs = seqs[:max_sequences] if max_sequences else seqs
     n = cfg.num_classes
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255
-    std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
     acc = {k: (ConfusionMatrix(n), TemporalConsistency(n)) for k in depths}
     frames = 0
     for seq in seqs:
@@ -98,9 +107,7 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
         for i, path in enumerate(seq.frames):
             img = read_rgb(path)
             h, w = img.shape[:2]
-            x = cv2.resize(img, (cfg.input_width, cfg.input_height), interpolation=cv2.INTER_LINEAR) \
-                if (h, w) != (cfg.input_height, cfg.input_width) else img
-            x = (torch.from_numpy(x).permute(2, 0, 1)[None].float() - mean) / std
+            x = network_input(img, cfg)
             with torch.inference_mode():
                 if at == "features":  # the head's logits on the 1/8 grid
                     current = model.segnet.head(model.segnet.features(x)[0])[0].permute(1, 2, 0).contiguous().numpy()
