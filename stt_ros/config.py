@@ -103,7 +103,9 @@ class STTConfig:
     num_classes: int = _f(19, "number of classes (19 = Cityscapes trainIds, 11 = CamVid)", lo=1, hi=255)
     # --- Sparse Temporal Transformer ---
     key_frames: int = _f(7, "T: number of previous frames in the ring buffer", lo=1, hi=32)
-    key_window_start: int = _f(1, "s: key-window half-width for the nearest key frame", lo=0, hi=64)
+    key_window_start: int = _f(1, "s: key-window half-width for the nearest key frame, in cells of the 1/8 "
+                               "feature map (a window that fits the motion at one input size is too small at "
+                               "a larger one)", lo=0, hi=64)
     key_window_end: int = _f(5, "e: largest key-window half-width", lo=0, hi=64)
     key_window_step: int = _f(1, "eps: half-width growth per frame of distance", lo=0, hi=64)
     query_radius: int = _f(5, "r: side of the r x r neighbourhood scored by query selection (odd, >= 3)",
