@@ -2,7 +2,7 @@
 
 For every position of every frame but the first of each sequence, the transformer's attention
 weights (:meth:`SparseTemporalTransformer.attention`, every position as a query) over the keys of
-the **nearest** previous frame are renormalised to sum to 1 and compared with the exact backward
+the **nearest** previous frame, averaged over heads, are renormalised to sum to 1 and compared with the exact backward
 flow resized onto the 1/8 feature grid (:func:`stt_train.headroom.resize_flow`): the flow, rounded
 to whole cells, names the key that shows the same scene point one frame earlier. Reported, split
 into static cells (flow rounds to (0, 0)) and moving ones:
@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     try:
+        if args.max_sequences is not None and args.max_sequences < 1:
+            raise ConfigError(f"--max-sequences {args.max_sequences}: give at least 1")
         if not Path(args.weights).is_file():
             raise ConfigError(f"--weights {args.weights} does not exist")
         res = probe(args.weights, args.root, args.split, args.max_sequences)

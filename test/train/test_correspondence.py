@@ -90,3 +90,5 @@ def test_cli_refuses_a_per_frame_model_and_a_missing_file(mini_synthdrive: Path,
     assert "per-frame model: it has no attention" in capsys.readouterr().err
     assert main(["--weights", str(tmp_path / "nope.safetensors"), "--root", str(mini_synthdrive)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--max-sequences", "0"]) == 2
+    assert "--max-sequences 0: give at least 1" in capsys.readouterr().err
