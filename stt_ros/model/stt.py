@@ -458,10 +458,10 @@ def dense_temporal_attention(stt: SparseTemporalTransformer, feat: Tensor, memor
     kv = memory[:, list(order[:n_frames])]  # (B, n, heads, HW, 2hd)
     kv = kv.permute(0, 2, 1, 3, 4).reshape(b, stt.heads, n_frames * hw, 2 * hd)
     k, v = kv[..., :hd], kv[..., hd:]
+    key_term = stt._key_term(k)  # the same keys for every query chunk
     outs = []
     for i in range(0, hw, chunk):
         logits = torch.matmul(q[:, :, i:i + chunk], k.transpose(-1, -2))
-        key_term = stt._key_term(k)
         attn = (logits if key_term is None else logits + key_term).softmax(-1)
         outs.append(torch.matmul(attn, v))
     out = torch.cat(outs, 2).permute(0, 2, 1, 3).reshape(b, hw, stt.heads * hd)
