@@ -91,6 +91,8 @@ class TrainConfig:
     backbone_weights: str = ""  # ImageNet ResNet checkpoint (torchvision key names); "" = from scratch
     init_weights: str = ""  # start from this model checkpoint (e.g. a trained per-frame baseline; stt.* may be absent)
     stt_zero_init: bool = False  # start the transformer's output projection at zero: STT begins as its per-frame net
+    freeze_per_frame: bool = False  # train only the temporal transformer; the per-frame network (init_weights) stays
+    #                                 fixed, BatchNorm statistics included
     seed: int = 0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
@@ -121,6 +123,15 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "data": dataclasses.asdict(self.data),
                 "train": dataclasses.asdict(self.train)}
+
+    def validate(self) -> None:
+        """Checks across sections (each section validates itself when it is built)."""
+        if self.train.freeze_per_frame:
+            if not self.model.temporal:
+                raise ConfigError(f"train.freeze_per_frame: {self.model.model} has no temporal transformer to train")
+            if not self.train.init_weights:
+                raise ConfigError("train.freeze_per_frame needs train.init_weights (the trained per-frame network "
+                                  "to keep fixed)")
 
     @property
     def prev_frames(self) -> int:
@@ -153,10 +164,12 @@ def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     except TypeError as exc:
         raise ConfigError(f"section 'model': {exc}") from exc
     try:
-        return ExperimentConfig(model, _section(DataConfig, data.get("data") or {}, "data"),
-                                _section(TrainConfig, data.get("train") or {}, "train"))
+        cfg = ExperimentConfig(model, _section(DataConfig, data.get("data") or {}, "data"),
+                               _section(TrainConfig, data.get("train") or {}, "train"))
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    cfg.validate()
+    return cfg
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -181,7 +181,17 @@ def initial_model(cfg: ExperimentConfig) -> VideoSegModel:
     for name, p in model.named_parameters():
         if name.startswith("segnet.backbone.fc."):  # the ImageNet classifier, kept only for loading
             p.requires_grad_(False)
+    if t.freeze_per_frame:
+        model.segnet.requires_grad_(False)
     return model
+
+
+def set_train_mode(model: VideoSegModel, cfg: ExperimentConfig) -> None:
+    """Training mode, except a frozen per-frame network, which runs as at inference (fixed BatchNorm
+    statistics, so its features are exactly those of ``init_weights``)."""
+    model.train()
+    if cfg.train.freeze_per_frame:
+        model.segnet.eval()
 
 
 def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | None = None,
@@ -213,7 +223,8 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
     model = initial_model(cfg)  # identical initial weights on every process
     if distributed and t.sync_bn:
         model = dist_utils.convert_sync_bn(model, device)
-    model.to(device).train()
+    model.to(device)
+    set_train_mode(model, cfg)
     net: nn.Module = ClipForward(model, t.grad_prev)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel

@@ -162,6 +162,37 @@ def test_stt_zero_init_starts_as_the_per_frame_network(tmp_path: Path) -> None:
     assert torch.equal(loaded.stt.out_proj.weight, plain.stt.out_proj.weight)
 
 
+def test_freeze_per_frame_trains_only_the_transformer(mini_synthdrive: Path, tmp_path: Path) -> None:
+    from stt_train.train import initial_model
+
+    base_cfg = load_experiment(CONFIGS / "synthdrive_bise18.yaml", overrides(mini_synthdrive, tmp_path / "base",
+                                                                              **{"train.iters": 3}))
+    run(base_cfg, progress=False)
+    init = f"train.init_weights={tmp_path / 'base/final.safetensors'}"
+    cfg = load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "stt", **{"train.iters": 3})
+                          + [init, "train.freeze_per_frame=true"])
+    start = initial_model(cfg).state_dict()
+    run(cfg, progress=False)
+    trained = load_file(tmp_path / "stt/final.safetensors")
+    segnet = [k for k in start if k.startswith("segnet.") and k in trained]
+    stt = [k for k in start if k.startswith("stt.")]
+    assert len(segnet) > 100 and stt
+    # weights and BatchNorm running statistics of the per-frame network are exactly those loaded
+    assert any(k.endswith("running_mean") for k in segnet)
+    assert all(torch.equal(trained[k], start[k]) for k in segnet)
+    assert all(torch.equal(trained[k], load_file(tmp_path / "base/final.safetensors")[k]) for k in segnet)
+    assert sum(not torch.equal(trained[k], start[k]) for k in stt) == len(stt)
+    # without freezing, the same run moves the per-frame network too
+    run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "all", **{"train.iters": 3}) + [init]),
+        progress=False)
+    moved = load_file(tmp_path / "all/final.safetensors")
+    assert not all(torch.equal(moved[k], start[k]) for k in segnet)
+    with pytest.raises(ConfigError, match="init_weights"):
+        load_experiment(SMALL, ["train.freeze_per_frame=true"])
+    with pytest.raises(ConfigError, match="no temporal transformer"):
+        load_experiment(CONFIGS / "synthdrive_bise18.yaml", ["train.freeze_per_frame=true", init])
+
+
 def _train_cli(args: list[str], env_extra: dict[str, str], timeout: int = 300) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
