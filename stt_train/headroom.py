@@ -18,6 +18,12 @@ the model upsamples its own logits. Logits rather than probabilities, so that K 
 model itself. The gap between the two modes is what the coarse grid costs even a temporal module
 with perfect motion.
 
+``--ema w1,w2,...`` adds a recursive fusion: the fused map of the previous frame, carried along the
+flow, weighted ``w`` against the current frame's ``1 - w`` (an exponential average over the whole
+past; ``w = 0`` is the model). Every row also reports the mean negative log-likelihood of the labels
+under the fused map (NLL, the cross-entropy a temporal module is trained on, without OHEM): where
+fusing lowers it, the semi-supervised loss rewards a module for learning that fusion.
+
     python -m stt_train.headroom --weights runs/bise/final.safetensors --root data/synthdrive --split val
 """
 
@@ -76,8 +82,9 @@ def resize_flow(flow: np.ndarray, valid: np.ndarray, height: int, width: int) ->
 
 
 def headroom(weights: str, root: str, split: str, depths: list[int], max_sequences: int | None = None,
-             at: str = "full") -> dict[int, dict[str, Any]]:
-    """{K: {"miou", "tc", "frames", "tc_pairs"}} for each history depth K (percent).
+             at: str = "full", ema: list[float] = ()) -> dict[int | str, dict[str, Any]]:
+    """{K: {"miou", "tc", "nll", "frames", "tc_pairs"}} for each history depth K (mIoU and TC in percent),
+    then {"ema<w>": ...} for each weight of ``ema``.
 
     ``at``: ``"full"`` fuses class probabilities at the label resolution, ``"features"`` fuses logits
     on the network's 1/8 grid (see the module docstring).
@@ -90,6 +97,8 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
 
     if not depths or min(depths) < 1:
         raise ConfigError(f"depths={depths}: give history depths >= 1")
+    if any(not 0.0 <= w < 1.0 for w in ema):
+        raise ConfigError(f"ema={list(ema)}: weights on the past must lie in [0, 1)")
     if at not in ("full", "features"):
         raise ConfigError(f"at={at!r}: choose full or features")
     cfg = model_config_from_weights(weights, {})
@@ -99,11 +108,13 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
     ds, seqs = eval_dataset("synthdrive", root, split, cfg)
     seqs = seqs[:max_sequences] if max_sequences else seqs
     n = cfg.num_classes
-    acc = {k: (ConfusionMatrix(n), TemporalConsistency(n)) for k in depths}
+    keys: list[int | str] = [*depths, *(f"ema{w:g}" for w in ema)]
+    acc = {k: (ConfusionMatrix(n), TemporalConsistency(n), NLL()) for k in keys}
     frames = 0
     for seq in seqs:
         history: list[np.ndarray] = []
-        prev: dict[int, np.ndarray] = {}
+        averaged: dict[str, np.ndarray] = {}
+        prev: dict[int | str, np.ndarray] = {}
         for i, path in enumerate(seq.frames):
             img = read_rgb(path)
             h, w = img.shape[:2]
@@ -119,25 +130,52 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
                     current = logits.softmax(1)[0].permute(1, 2, 0).contiguous().numpy()
             if i == 0:
                 history, flow, valid = [current], None, None
+                averaged = {f"ema{a:g}": current for a in ema}
             else:
                 flow, valid = read_flow_png(seq.flows[i])
                 motion = resize_flow(flow, valid, *current.shape[:2]) if at == "features" else (flow, valid)
                 history = carry_history(history, current, *motion, max(depths))
+                for a in ema:  # the previous fused map carried onto this frame (restarted where invalid)
+                    carried = carry_history([averaged[f"ema{a:g}"]], current, *motion, 2)[1]
+                    averaged[f"ema{a:g}"] = (1 - a) * current + a * carried
             label = read_label(seq.labels[i], ds.label_lut) if seq.labels[i] is not None else None
-            for k in depths:
-                fused = np.mean(history[:k], 0)
+            for k in keys:
+                fused = np.mean(history[:k], 0) if isinstance(k, int) else averaged[k]
                 if fused.shape[:2] != (h, w):  # bilinear, half-pixel centres: as the model upsamples its logits
                     fused = cv2.resize(fused, (w, h), interpolation=cv2.INTER_LINEAR)
                 pred = fused.argmax(-1).astype(np.uint8)
-                cm, tc = acc[k]
+                cm, tc, nll = acc[k]
                 if label is not None:
                     cm.update(pred, label)
+                    nll.add(fused, label, logits=at == "features")
                 if flow is not None:
                     tc.add(masked_agreement(prev[k], pred, flow, n, valid))
                 prev[k] = pred
             frames += 1
-    return {k: {"miou": 100 * cm.miou(), "tc": 100 * tc.value(), "frames": frames, "tc_pairs": tc.pairs}
-            for k, (cm, tc) in acc.items()}
+    return {k: {"miou": 100 * cm.miou(), "tc": 100 * tc.value(), "nll": nll.value(), "frames": frames,
+                "tc_pairs": tc.pairs} for k, (cm, tc, nll) in acc.items()}
+
+
+class NLL:
+    """Mean negative log-likelihood of the labels (ignore label 255 and any id >= the class count skipped)."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, fused: np.ndarray, label: np.ndarray, logits: bool) -> None:
+        """``fused`` (H, W, C): class probabilities, or logits when ``logits``."""
+        keep = label < fused.shape[-1]
+        scores = fused[keep].astype(np.float64)  # (N, C)
+        if logits:
+            top = scores.max(-1, keepdims=True)
+            logp = scores - top - np.log(np.exp(scores - top).sum(-1, keepdims=True))
+        else:
+            logp = np.log(np.maximum(scores, np.finfo(np.float32).smallest_subnormal))  # float32 probabilities
+        self.total += -float(logp[np.arange(len(scores)), label[keep]].sum())
+        self.count += len(scores)
+
+    def value(self) -> float:
+        return self.total / max(self.count, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", choices=("full", "features"), default="full",
                         help="fuse class probabilities at full resolution (default), or logits on the network's 1/8 "
                              "feature grid, where STT works")
+    parser.add_argument("--ema", default="", help="comma-separated weights w in [0, 1) of the carried past in a "
+                        "recursive average (e.g. 0.2,0.4), reported after the depths")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     try:
@@ -161,15 +201,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"headroom: error: --depths {args.depths!r} is not a comma-separated list of integers", file=sys.stderr)
         return 2
     try:
+        ema = [float(v) for v in args.ema.split(",")] if args.ema else []
+    except ValueError:
+        print(f"headroom: error: --ema {args.ema!r} is not a comma-separated list of numbers", file=sys.stderr)
+        return 2
+    try:
         if not Path(args.weights).is_file():
             raise ConfigError(f"--weights {args.weights} does not exist")
-        res = headroom(args.weights, args.root, args.split, depths, args.max_sequences, args.at)
+        res = headroom(args.weights, args.root, args.split, depths, args.max_sequences, args.at, ema)
     except (ConfigError, DatasetError, OSError) as exc:
         print(f"headroom: error: {exc}", file=sys.stderr)
         return 2
-    print("| K (frames fused) | mIoU (%) | TC (%) |\n|---|---|---|")
+    print("| fusion | mIoU (%) | TC (%) | NLL |\n|---|---|---|---|")
     for k, r in res.items():
-        print(f"| {k} | {r['miou']:.1f} | {r['tc']:.1f} |")
+        name = f"K = {k}" if isinstance(k, int) else f"recursive, w = {k[3:]}"
+        print(f"| {name} | {r['miou']:.1f} | {r['tc']:.1f} | {r['nll']:.4f} |")
     if args.json:
         Path(args.json).write_text(json.dumps({str(k): v for k, v in res.items()}, indent=2))
     return 0

@@ -62,7 +62,15 @@ def test_depth_one_equals_stt_eval(mini_synthdrive: Path, tmp_path: Path, capsys
     assert res["1"]["tc"] == pytest.approx(ref["tc"], abs=1e-9)
     assert res["2"]["frames"] == 6 and res["2"]["tc_pairs"] == ref["tc_pairs"] == 5
     assert res["1"]["tc"] < 100 and res["2"]["tc"] != res["1"]["tc"]  # fusing two frames changes the class maps
-    assert "| 2 |" in capsys.readouterr().out
+    assert "| K = 2 |" in capsys.readouterr().out
+    # the recursive average: w = 0 is the model itself; every row has the labels' NLL, the model's equal at both grids
+    assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--split", "val", "--depths", "1",
+                 "--ema", "0,0.5", "--json", str(tmp_path / "r.json")]) == 0
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert list(rec) == ["1", "ema0", "ema0.5"] and "recursive, w = 0.5" in capsys.readouterr().out
+    assert all(rec["ema0"][m] == pytest.approx(rec["1"][m], abs=1e-9) for m in ("miou", "tc", "nll"))
+    assert rec["ema0.5"]["tc"] != rec["1"]["tc"] and rec["ema0.5"]["nll"] != pytest.approx(rec["1"]["nll"])
+    assert rec["1"]["nll"] > 0
     # fusing on the 1/8 feature grid: K = 1 is still the model; fusing there gives other class maps than at full size
     assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--split", "val", "--depths", "1,2",
                  "--at", "features", "--json", str(tmp_path / "f.json")]) == 0
@@ -70,7 +78,11 @@ def test_depth_one_equals_stt_eval(mini_synthdrive: Path, tmp_path: Path, capsys
     assert feat["1"]["miou"] == pytest.approx(ref["miou"], abs=1e-6)
     assert feat["1"]["tc"] == pytest.approx(ref["tc"], abs=1e-6)
     assert feat["2"]["tc_pairs"] == 5 and feat["2"]["tc"] != res["2"]["tc"]
+    assert feat["1"]["nll"] == pytest.approx(res["1"]["nll"], rel=1e-4)
     assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--depths", "0"]) == 2
     assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--depths", "a"]) == 2
+    assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--ema", "1"]) == 2
+    assert "[0, 1)" in capsys.readouterr().err
+    assert main(["--weights", str(weights), "--root", str(mini_synthdrive), "--ema", "x"]) == 2
     assert main(["--weights", str(tmp_path / "none.safetensors"), "--root", str(mini_synthdrive)]) == 2
     assert "does not exist" in capsys.readouterr().err
