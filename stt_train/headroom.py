@@ -157,7 +157,7 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
 
 
 class NLL:
-    """Mean negative log-likelihood of the labels (ignore label 255 and any id >= the class count skipped)."""
+    """Mean negative log-likelihood of the labels; label ids >= the class count (255: ignore) are skipped."""
 
     def __init__(self) -> None:
         self.total, self.count = 0.0, 0
