@@ -108,7 +108,8 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
     ds, seqs = eval_dataset("synthdrive", root, split, cfg)
     seqs = seqs[:max_sequences] if max_sequences else seqs
     n = cfg.num_classes
-    keys: list[int | str] = [*depths, *(f"ema{w:g}" for w in ema)]
+    ema_keys = {a: f"ema{a:g}" for a in ema}
+    keys: list[int | str] = [*depths, *ema_keys.values()]
     acc = {k: (ConfusionMatrix(n), TemporalConsistency(n), NLL()) for k in keys}
     frames = 0
     for seq in seqs:
@@ -130,14 +131,14 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
                     current = logits.softmax(1)[0].permute(1, 2, 0).contiguous().numpy()
             if i == 0:
                 history, flow, valid = [current], None, None
-                averaged = {f"ema{a:g}": current for a in ema}
+                averaged = {key: current for key in ema_keys.values()}
             else:
                 flow, valid = read_flow_png(seq.flows[i])
                 motion = resize_flow(flow, valid, *current.shape[:2]) if at == "features" else (flow, valid)
                 history = carry_history(history, current, *motion, max(depths))
-                for a in ema:  # the previous fused map carried onto this frame (restarted where invalid)
-                    carried = carry_history([averaged[f"ema{a:g}"]], current, *motion, 2)[1]
-                    averaged[f"ema{a:g}"] = (1 - a) * current + a * carried
+                for a, key in ema_keys.items():  # the previous fused map carried here (restarted where invalid)
+                    carried = carry_history([averaged[key]], current, *motion, 2)[1]
+                    averaged[key] = (1 - a) * current + a * carried
             label = read_label(seq.labels[i], ds.label_lut) if seq.labels[i] is not None else None
             for k in keys:
                 fused = np.mean(history[:k], 0) if isinstance(k, int) else averaged[k]
