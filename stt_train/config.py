@@ -93,6 +93,8 @@ class TrainConfig:
     stt_zero_init: bool = False  # start the transformer's output projection at zero: STT begins as its per-frame net
     freeze_per_frame: bool = False  # train only the temporal transformer; the per-frame network (init_weights) stays
     #                                 fixed, BatchNorm statistics included
+    memory: str = "past"  # past | current: a control without the past, every clip's previous frames replaced by its
+    #                       target frame (evaluate it with stt-eval --memory current)
     seed: int = 0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
@@ -112,6 +114,8 @@ class TrainConfig:
             raise ConfigError("train.ohem_thresh and train.ohem_min_kept must lie in (0, 1]")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}: choose auto, cpu or cuda")
+        if self.memory not in ("past", "current"):
+            raise ConfigError(f"train.memory={self.memory!r}: choose past or current")
 
 
 @dataclass
@@ -132,6 +136,8 @@ class ExperimentConfig:
             if not self.train.init_weights:
                 raise ConfigError("train.freeze_per_frame needs train.init_weights (the trained per-frame network "
                                   "to keep fixed)")
+        if self.train.memory == "current" and not self.model.temporal:
+            raise ConfigError(f"train.memory=current: {self.model.model} has no temporal memory to replace")
 
     @property
     def prev_frames(self) -> int:

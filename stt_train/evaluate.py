@@ -128,8 +128,15 @@ def make_flow(kind: str):
 
 def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], dataset: ClipDataset,
                        flow: str = "dis", model=None, progress: bool = True, desc: str = "eval",
-                       names: list[str] | None = None) -> dict[str, Any]:
-    """Stream every sequence through the runtime; returns the metrics dict (see module docstring)."""
+                       names: list[str] | None = None, memory: str = "past") -> dict[str, Any]:
+    """Stream every sequence through the runtime; returns the metrics dict (see module docstring).
+
+    ``memory="current"`` is the control of ``train.memory: current``: before each frame the ring buffer
+    is emptied and filled with that frame alone, as many times as the past would fill it, so the
+    transformer attends to the current frame instead of the previous ones (fps is then meaningless).
+    """
+    if memory not in ("past", "current"):
+        raise ConfigError(f"memory={memory!r}: choose past or current")
     from tqdm import tqdm
 
     from stt_ros.runtime import StreamingSegmenter, create_backend
@@ -152,6 +159,10 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
             seq_cm, seq_tc = ConfusionMatrix(n), TemporalConsistency(n)
             for i, path in enumerate(seq.frames):
                 img = read_rgb(path)
+                if memory == "current" and model_cfg.temporal:
+                    seg.reset()
+                    for _ in range(min(i, model_cfg.key_frames)):
+                        seg.process(img)
                 res = seg.process(img)
                 times.append(res.timings["total_ms"])
                 pred = res.mask
@@ -185,7 +196,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         "model": model_cfg.model, "weights": model_cfg.weights,
         "input": [model_cfg.input_height, model_cfg.input_width],
         "sequences": len(sequences), "frames": total, "labelled_frames": labelled, "tc_pairs": tc.pairs,
-        "flow": flow, "miou": 100 * cm.miou(), "tc": 100 * tc.value() if tc.pairs else float("nan"),
+        "flow": flow, "memory": memory, "miou": 100 * cm.miou(), "tc": 100 * tc.value() if tc.pairs else float("nan"),
         "pixel_accuracy": 100 * cm.pixel_accuracy(),
         "fps": 1000.0 / float(np.mean(steady)) if steady else float("nan"), "wall_s": wall,
         "per_class_iou": percent_by_class(cm.iou(), names),
@@ -294,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--markdown", help="write a Markdown table here")
+    parser.add_argument("--memory", choices=("past", "current"), default="past",
+                        help="current: the control of train.memory=current, each frame attends to itself in place "
+                             "of the previous frames (default past)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -321,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         ds, seqs = eval_dataset(dataset, root, split, model_cfg, stride, args.frames)
         seqs = seqs[: args.max_sequences] if args.max_sequences else seqs
         res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=not args.no_progress,
-                                 names=class_names(dataset, model_cfg.num_classes))
+                                 names=class_names(dataset, model_cfg.num_classes), memory=args.memory)
         res.update(dataset=dataset, split=split)
         write_results(res, args.json, args.markdown)
     except (ConfigError, DatasetError, ValueError, OSError) as exc:

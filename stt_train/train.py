@@ -67,6 +67,13 @@ class ClipForward(nn.Module):
         return (out.logits, *out.aux)
 
 
+def memory_clip(clip: Tensor, memory: str) -> Tensor:
+    """The clip the model trains on: as loaded (``past``) or, for the no-past control (``current``),
+    every previous frame replaced by the target frame (the last), so the transformer's memory holds
+    only the frame it refines."""
+    return clip[:, -1:].expand_as(clip) if memory == "current" else clip
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -304,6 +311,7 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
                 for g in optimizer.param_groups:
                     g["lr"] = lr * g["lr_mult"]
                 clip = batch["frames"].to(device, non_blocking=True)
+                clip = memory_clip(clip, t.memory)
                 label = batch["label"].to(device, non_blocking=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     outs = net(clip)

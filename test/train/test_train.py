@@ -187,6 +187,21 @@ def test_freeze_per_frame_trains_only_the_transformer(mini_synthdrive: Path, tmp
         progress=False)
     moved = load_file(tmp_path / "all/final.safetensors")
     assert not all(torch.equal(moved[k], start[k]) for k in segnet)
+    # the no-past control (train.memory=current) trains the transformer on clips of the target frame alone
+    from stt_train.train import memory_clip
+
+    clip = torch.rand(2, 3, 3, 8, 8)
+    assert memory_clip(clip, "past") is clip
+    assert all(torch.equal(memory_clip(clip, "current")[:, i], clip[:, 2]) for i in range(3))
+    run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "cur", **{"train.iters": 3})
+                        + [init, "train.freeze_per_frame=true", "train.memory=current"]), progress=False)
+    control = load_file(tmp_path / "cur/final.safetensors")
+    assert all(torch.equal(control[k], start[k]) for k in segnet)
+    assert sum(not torch.equal(control[k], trained[k]) for k in stt) > len(stt) // 2
+    with pytest.raises(ConfigError, match="past or current"):
+        load_experiment(SMALL, ["train.memory=previous"])
+    with pytest.raises(ConfigError, match="no temporal memory"):
+        load_experiment(CONFIGS / "synthdrive_bise18.yaml", ["train.memory=current"])
     with pytest.raises(ConfigError, match="init_weights"):
         load_experiment(SMALL, ["train.freeze_per_frame=true"])
     with pytest.raises(ConfigError, match="no temporal transformer"):
