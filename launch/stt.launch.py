@@ -5,6 +5,8 @@ Arguments (all optional; empty means "as in the params file"):
   camera_names     YAML list of camera names, e.g. "[front, rear]"
   camera_topics    YAML list of image topics, same order, e.g. "[/front/image_raw, /rear/image_raw]"
   namespace        namespace of the node and its outputs
+  model_config     model YAML written beside a checkpoint (e.g. models/stt_bise18_synthdrive.yaml): the
+                   model runs with the settings it was trained with, its weights included
   weights          .safetensors checkpoint of the model
   backend          torch, onnxruntime or tensorrt
   discovery_range  ROS_AUTOMATIC_DISCOVERY_RANGE (LOCALHOST by default; SUBNET to reach cameras on
@@ -24,6 +26,7 @@ from launch_ros.actions import Node
 OVERRIDES = {  # launch argument -> (parameter, parse as YAML)
     "camera_names": ("camera_names", True),
     "camera_topics": ("camera_topics", True),
+    "model_config": ("model_config", False),
     "weights": ("weights", False),
     "backend": ("backend", False),
 }

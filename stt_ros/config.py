@@ -226,3 +226,13 @@ def load_config(path: str) -> STTConfig:
         raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
     return STTConfig.from_dict(data)
 
+
+def resolve_weights(cfg: STTConfig, config_path: str | Path | None) -> STTConfig:
+    """A relative weights path is tried from the working directory, then beside the config file
+    and its parent folder (the shipped models/*.yaml name models/<file>)."""
+    if not cfg.weights or Path(cfg.weights).is_absolute() or Path(cfg.weights).exists() or config_path is None:
+        return cfg
+    for base in (Path(config_path).parent, Path(config_path).parent.parent):
+        if (base / cfg.weights).exists():
+            return cfg.replace(weights=str(base / cfg.weights))
+    return cfg

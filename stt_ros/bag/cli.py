@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from stt_ros.bag.source import BagError, BagSource, typestore
-from stt_ros.config import ConfigError, STTConfig, load_config
+from stt_ros.config import ConfigError, STTConfig, load_config, resolve_weights
 from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,17 +32,6 @@ EXAMPLES = """examples:
   stt-bag-eval drive_bag --labels /cam/image_raw=/cam/labels --out out --weights w.safetensors
   ROS_DOMAIN_ID=42 stt-bag-eval drive_bag --through-node --rate 0.5 --out out_online
 """
-
-
-def resolve_weights(cfg: STTConfig, config_path: Path | None) -> STTConfig:
-    """A relative weights path is tried from the working directory, then beside the config file
-    and its parent folder (the shipped models/*.yaml name models/<file>)."""
-    if not cfg.weights or Path(cfg.weights).is_absolute() or Path(cfg.weights).exists() or config_path is None:
-        return cfg
-    for base in (config_path.parent, config_path.parent.parent):
-        if (base / cfg.weights).exists():
-            return cfg.replace(weights=str(base / cfg.weights))
-    return cfg
 
 
 def model_config(args: argparse.Namespace) -> STTConfig:

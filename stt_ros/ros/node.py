@@ -95,7 +95,13 @@ class STTNode(Node):
         super().__init__("stt_node", **kwargs)
         declare_parameters(self)
         self.settings, self.config = read_settings(self)  # ConfigError on invalid values
-        self.backend = create_backend(self.config)  # ConfigError / WeightsError end start-up
+        try:
+            self.backend = create_backend(self.config)  # ConfigError / WeightsError end start-up
+        except WeightsError as exc:
+            if "different model" not in str(exc) or self.settings.model_config:
+                raise
+            raise WeightsError(f"{exc} (set these parameters, or model_config to the YAML written beside the "
+                               f"checkpoint, e.g. models/stt_bise18_synthdrive.yaml)") from None
         self._palette = self._make_palette(self.settings)
         self._flow = FlowEstimator(self.settings.flow_preset, self.settings.flow_scale)
         self.add_on_set_parameters_callback(self._on_set_parameters)

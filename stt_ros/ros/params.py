@@ -11,7 +11,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from stt_ros.config import STTConfig
+from stt_ros.config import STTConfig, load_config, resolve_weights
 from stt_ros.ros.settings import NodeSettings
 
 _ARRAY_TYPES = {str: ParameterType.PARAMETER_STRING_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
@@ -51,21 +51,47 @@ def all_fields() -> list[tuple[type, dataclasses.Field, Any]]:
 
 
 def declare_parameters(node: Node) -> None:
-    """Declare every parameter with its descriptor; read-only unless the field is dynamic."""
-    for _, f, default in all_fields():
+    """Declare every parameter with its descriptor; read-only unless the field is dynamic.
+
+    The node's settings come first. If ``model_config`` names a model YAML, its values become the
+    model parameters' defaults: a value from a params file or ``-p`` still wins unless it equals the
+    built-in default (config/stt.yaml lists every parameter at its default, and must not undo the file).
+    """
+    model_defaults: dict[str, Any] | None = None
+    for owner, f, default in all_fields():
+        if owner is STTConfig and model_defaults is None:
+            model_defaults = _model_config_values(node)
         ptype = _type_of(f, default)
-        value = list(default) if isinstance(default, tuple) else default
+        value = model_defaults.get(f.name, default) if owner is STTConfig else default
+        value = list(value) if isinstance(value, tuple) else value
         read_only = not f.metadata.get("dynamic")
         empty = isinstance(value, list) and not value
         if empty:
             value = Parameter.Type(ptype)  # an empty array: declare by type (rclpy cannot infer it from [])
-        node.declare_parameter(f.name, value, _descriptor(f, ptype, read_only=read_only))
+        override = getattr(node, "_parameter_overrides", {}).get(f.name)  # rclpy's -p / params-file values
+        ignore = (owner is STTConfig and f.name in model_defaults and override is not None
+                  and _plain(override.value) == _plain(default))
+        node.declare_parameter(f.name, value, _descriptor(f, ptype, read_only=read_only), ignore_override=ignore)
         if empty and not read_only:
             try:
                 node.get_parameter(f.name)
             except ParameterUninitializedException:  # give it its empty value: `ros2 param get` and the
                 # get_parameters service answer nothing at all for a parameter that has none
                 node.set_parameters([Parameter(f.name, Parameter.Type(ptype), [])])
+
+
+def _model_config_values(node: Node) -> dict[str, Any]:
+    """The model YAML of the ``model_config`` parameter as {field: value} (ConfigError if invalid),
+    its relative weights path resolved as stt-bag-eval resolves it; {} when the parameter is empty."""
+    path = _value(node, "model_config")
+    if not path:
+        return {}
+    cfg = resolve_weights(load_config(path), path)
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(STTConfig)}
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
 
 
 def _value(node: Node, name: str) -> Any:

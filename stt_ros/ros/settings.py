@@ -74,6 +74,10 @@ class NodeSettings:
                           "period", dynamic=True, lo=0.0, hi=1.0)
     input_timeout_s: float = _f(2.0, "diagnostics WARN (stale) when a camera sent nothing for this long (s)",
                                 dynamic=True, lo=0.0, hi=3600.0)
+    model_config: str = _f("", "model YAML written beside a checkpoint (an STTConfig, e.g. "
+                           "models/stt_bise18_synthdrive.yaml): its values replace the defaults of the model "
+                           "parameters below, so the model runs as it was trained; a model parameter set to "
+                           "anything but its default still wins; empty = the parameters alone")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -16,11 +16,11 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 def offline_masks(bag: Path, skip: set[int], topic: str = "/camera/image_raw") -> dict[int, np.ndarray]:
     """Offline evaluation through the API, leaving out the frames the node dropped."""
-    from stt_ros.bag.cli import DEFAULT_CONFIG, resolve_weights
+    from stt_ros.bag.cli import DEFAULT_CONFIG
     from stt_ros.bag.evaluate import EvalSettings, Run, run_offline, select_cameras
     from stt_ros.bag.output import OutputBag
     from stt_ros.bag.source import BagSource, typestore
-    from stt_ros.config import load_config
+    from stt_ros.config import load_config, resolve_weights
 
     cfg = resolve_weights(load_config(str(DEFAULT_CONFIG)), DEFAULT_CONFIG)
     out = Path(tempfile.mkdtemp(prefix="offline_", dir=bag.parent)) / "bag"

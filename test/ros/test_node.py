@@ -271,7 +271,9 @@ def test_slow_model_fast_publisher_drops_with_bounded_memory(tmp_path: Path, dds
 @pytest.mark.parametrize(("override", "expected"), [
     ({"weights": "/nonexistent/model.safetensors"}, "/nonexistent/model.safetensors does not exist"),
     ({"model": "stt_bise50"}, "model='stt_bise50' is not a zoo model"),
-    ({"model": "stt_psp18", "weights": "WEIGHTS"}, "different model"),
+    ({"model": "stt_psp18", "weights": "WEIGHTS"}, "different model: model: checkpoint 'stt_bise18', config "
+                                                   "'stt_psp18' (set these parameters, or model_config to the YAML"),
+    ({"model_config": "/nonexistent/model.yaml"}, "cannot read config file /nonexistent/model.yaml"),
 ])
 def test_model_loading_failures_stop_with_one_clear_message(tmp_path: Path, dds_isolation: int, weights: Path,
                                                            override: dict, expected: str) -> None:
@@ -279,6 +281,42 @@ def test_model_loading_failures_stop_with_one_clear_message(tmp_path: Path, dds_
     params = write_params(tmp_path / "p.yaml", **{**NET, **override})
     proc = NodeProcess(params, dds_isolation)
     expect_fatal(proc, expected)
+
+
+def test_model_config_runs_a_model_as_trained(tmp_path: Path, dds_isolation: int) -> None:
+    """model_config: the model YAML beside a checkpoint replaces the defaults, even where the params file
+    (config/stt.yaml, passed first by NodeProcess as by the launch file) lists them; a value set to
+    anything but its default still wins, and `ros2 param get` shows what runs."""
+    from rcl_interfaces.srv import GetParameters
+
+    torch.manual_seed(3)
+    trained = STTConfig(model="stt_bise18", input_height=64, input_width=96, key_frames=2, key_window_end=2,
+                        query_ratio=1.0, attn_dim=16, attn_affinity="l2")
+    save_weights(build_model(trained), tmp_path / "m.safetensors", config=trained.to_dict())
+    yaml_path = tmp_path / "m.yaml"
+    yaml_path.write_text(yaml.safe_dump({**trained.to_dict(), "weights": "m.safetensors"}))  # beside the YAML
+    params = write_params(tmp_path / "p.yaml", model_config=str(yaml_path), key_frames=1, camera_names=["cam"],
+                          camera_topics=["/cam/image"], input_reliability="reliable")
+    proc = NodeProcess(params, dds_isolation)
+    assert proc.wait_for_line("cameras:", 90), proc.output
+    client = Client(dds_isolation)
+    try:
+        names = ["attn_affinity", "attn_dim", "query_ratio", "input_width", "key_frames", "weights"]
+        got = client.call(GetParameters, "/stt_node/get_parameters", GetParameters.Request(names=names)).values
+        assert [got[0].string_value, got[1].integer_value, got[2].double_value, got[3].integer_value,
+                got[4].integer_value, got[5].string_value] == ["l2", 16, 1.0, 96, 1, str(tmp_path / "m.safetensors")]
+        frames = textured_frames(3, 60, 100, seed=4)
+        for i, rgb in enumerate(frames):
+            send(client, "cam", image_msg(rgb, 10 + 0.1 * i, "cam"), i)
+        assert client.wait(lambda: len(client.messages("/cam/mask")) == 3)
+        runs = trained.replace(key_frames=1, weights=str(tmp_path / "m.safetensors"))
+        seg = StreamingSegmenter(create_backend(runs))
+        for i, msg in enumerate(client.messages("/cam/mask")):
+            np.testing.assert_array_equal(mask_of(msg), seg.process(frames[i]).mask, err_msg=f"frame {i}")
+        assert [m.ring_buffer_fill for m in client.messages("/cam/temporal_consistency")] == [0, 1, 1]
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.output
 
 
 def test_middleware_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
