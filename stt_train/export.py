@@ -29,7 +29,7 @@ graph exported for other settings. Writing is atomic: a failed export leaves no 
 
 Examples::
 
-    stt-export --config config/stt.yaml --weights models/stt_bise18_synthdrive.safetensors \\
+    stt-export --config models/stt_bise18_synthdrive.yaml \\
         --output models/stt_bise18_synthdrive.onnx
     stt-export --model stt_bise18 --input-height 1024 --input-width 2048 --output /tmp/stt_1024.onnx
     stt-export --model bise18 --num-classes 11 --logits --output /tmp/bise18_camvid.onnx
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stt-export", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Graph inputs/outputs, opset and shapes: see docs/DEPLOY.md.\n\nexamples:\n"
-               "  stt-export --config config/stt.yaml --weights models/stt_bise18_synthdrive.safetensors \\\n"
+               "  stt-export --config models/stt_bise18_synthdrive.yaml \\\n"
                "      --output models/stt_bise18_synthdrive.onnx\n"
                "  stt-export --model stt_bise18 --input-height 1024 --input-width 2048 --output /tmp/stt_1024.onnx\n"
                "  stt-export --model bise18 --num-classes 11 --logits --output /tmp/bise18_camvid.onnx")

@@ -607,8 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         "without --build-only, also run it on synthetic frames and report fps.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  stt-tensorrt --config config/stt.yaml --onnx models/stt_bise18_synthdrive.onnx --precision fp16 "
-               "--build-only\n"
+               "  stt-tensorrt --config models/stt_bise18_synthdrive.yaml --onnx models/stt_bise18_synthdrive.onnx \\\n"
+               "      --precision fp16 --build-only\n"
                "  stt-tensorrt --onnx /tmp/stt_1024.onnx --input-height 1024 --input-width 2048 --precision int8 \\\n"
                "      --calib-dir data/synthdrive/val/images --calib-frames 200 --build-only\n"
                "  stt-tensorrt --onnx /tmp/stt_1024.onnx --input-height 1024 --input-width 2048 --cuda-graph")
