@@ -48,7 +48,7 @@ def test_launch_file_parses_and_names_the_node() -> None:
     assert 'executable="stt_node"' in text
     # every parameter the launch file overrides is a real node parameter
     overrides = re.findall(r'"(\w+)": \("(\w+)", (?:True|False)\)', text)
-    assert {a for a, _ in overrides} == {"camera_names", "camera_topics", "weights", "backend"}
+    assert {a for a, _ in overrides} == {"camera_names", "camera_topics", "model_config", "weights", "backend"}
     params = set(NodeSettings.__dataclass_fields__) | set(STTConfig.__dataclass_fields__)
     assert {p for _, p in overrides} <= params
 
