@@ -91,6 +91,7 @@ def _model_config_values(node: Node) -> dict[str, Any]:
 
 
 def _plain(v: Any) -> Any:
+    """A parameter value with its arrays (tuple, list or array.array, as rclpy hands them out) as lists."""
     return list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
 
 
@@ -99,7 +100,7 @@ def _value(node: Node, name: str) -> Any:
         v = node.get_parameter(name).value
     except ParameterUninitializedException:  # an empty array declared by type
         return []
-    return list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
+    return _plain(v)
 
 
 def read_settings(node: Node) -> tuple[NodeSettings, STTConfig]:
@@ -123,8 +124,7 @@ def settings_with(settings: NodeSettings, params: list[Parameter]) -> NodeSettin
     for p in params:
         if p.name not in own:
             continue
-        v = p.value
-        changes[p.name] = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v
+        changes[p.name] = _plain(p.value)
     if isinstance(changes.get("palette_colors"), list):  # anything else is left to validation to refuse
         changes["palette_colors"] = [int(x) if isinstance(x, int) else x for x in changes["palette_colors"]]
     return dataclasses.replace(settings, **changes)
