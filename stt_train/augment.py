@@ -5,6 +5,11 @@ colour and label 255 where the scaled clip is smaller than the crop), horizontal
 colour jitter (brightness, contrast, saturation). Randomness comes only from the generator passed
 in, so a clip's augmentation is a pure function of its seed (what makes resume and multi-process
 training reproducible).
+
+Optical flow between the clip's frames (``flows``, for the temporal loss) follows the geometry:
+scaled with the frames (nearest neighbour, vectors multiplied by the scale), cropped, padded as not
+valid, and mirrored with its horizontal component negated, so it still maps each pixel of a frame
+to where it was in the frame before.
 """
 
 from __future__ import annotations
@@ -26,10 +31,15 @@ class ClipAugment:
     color: float = 0.0  # jitter strength: brightness/contrast/saturation factors in [1 - color, 1 + color]
     pad_value: tuple[int, int, int] = (124, 116, 104)
 
-    def __call__(self, frames: list[np.ndarray], label: np.ndarray,
-                 rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    def __call__(self, frames: list[np.ndarray], label: np.ndarray, rng: np.random.Generator,
+                 flows: list[tuple[np.ndarray, np.ndarray]] | None = None):
+        """-> (frames, label), or (frames, label, flows) when ``flows`` is given: a list of (flow (H, W, 2)
+        float32 in pixels, valid (H, W) bool), transformed with the frames."""
         draws = rng.random(8)  # fixed number of draws: one stream per clip
+        flows = list(flows) if flows is not None else None
+        out_flows = flows is not None
         h, w = label.shape
+        label_shape0 = (h, w)
         if self.base_size is not None:
             h, w = self.base_size
         s = self.scale[0] + (self.scale[1] - self.scale[0]) * draws[0]
@@ -37,6 +47,11 @@ class ClipAugment:
         if (nh, nw) != label.shape:
             frames = [cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR) for f in frames]
             label = cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST)
+            if flows:
+                fy, fx = nh / label_shape0[0], nw / label_shape0[1]
+                flows = [(cv2.resize(f, (nw, nh), interpolation=cv2.INTER_NEAREST) * np.float32([fx, fy]),
+                          cv2.resize(v.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST) > 0)
+                         for f, v in flows]
         if self.crop is not None:
             ch, cw = self.crop
             ph, pw = max(ch - nh, 0), max(cw - nw, 0)
@@ -44,14 +59,21 @@ class ClipAugment:
                 frames = [cv2.copyMakeBorder(f, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=self.pad_value)
                           for f in frames]
                 label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE)
+                if flows:
+                    flows = [(np.pad(f, ((0, ph), (0, pw), (0, 0))), np.pad(v, ((0, ph), (0, pw))))
+                             for f, v in flows]
             hh, ww = label.shape
             y0 = int(draws[1] * (hh - ch + 1))
             x0 = int(draws[2] * (ww - cw + 1))
             frames = [f[y0:y0 + ch, x0:x0 + cw] for f in frames]
             label = label[y0:y0 + ch, x0:x0 + cw]
+            if flows:
+                flows = [(f[y0:y0 + ch, x0:x0 + cw], v[y0:y0 + ch, x0:x0 + cw]) for f, v in flows]
         if self.flip and draws[3] < 0.5:
             frames = [f[:, ::-1] for f in frames]
             label = label[:, ::-1]
+            if flows:
+                flows = [(f[:, ::-1] * np.float32([-1, 1]), v[:, ::-1]) for f, v in flows]
         if self.color > 0:
             b = 1 + self.color * (2 * draws[4] - 1)
             c = 1 + self.color * (2 * draws[5] - 1)
@@ -65,4 +87,7 @@ class ClipAugment:
                 x = (x - grey) * sat + grey
                 out.append(np.clip(x, 0, 255).astype(np.uint8))
             frames = out
-        return [np.ascontiguousarray(f) for f in frames], np.ascontiguousarray(label)
+        frames, label = [np.ascontiguousarray(f) for f in frames], np.ascontiguousarray(label)
+        if not out_flows:
+            return frames, label
+        return frames, label, [(np.ascontiguousarray(f, np.float32), np.ascontiguousarray(v, bool)) for f, v in flows]

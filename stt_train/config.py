@@ -95,6 +95,8 @@ class TrainConfig:
     #                                 fixed, BatchNorm statistics included
     memory: str = "past"  # past | current: a control without the past, every clip's previous frames replaced by its
     #                       target frame (evaluate it with stt-eval --memory current)
+    temporal_weight: float = 0.0  # weight of ETC's temporal loss between consecutive frames' outputs along the
+    #                               ground-truth flow (SynthDrive); 0 = the paper's loss on the target frame only
     seed: int = 0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
@@ -116,6 +118,8 @@ class TrainConfig:
             raise ConfigError(f"train.device={self.device!r}: choose auto, cpu or cuda")
         if self.memory not in ("past", "current"):
             raise ConfigError(f"train.memory={self.memory!r}: choose past or current")
+        if self.temporal_weight < 0:
+            raise ConfigError(f"train.temporal_weight={self.temporal_weight} must be >= 0")
 
 
 @dataclass
@@ -138,12 +142,24 @@ class ExperimentConfig:
                                   "to keep fixed)")
         if self.train.memory == "current" and not self.model.temporal:
             raise ConfigError(f"train.memory=current: {self.model.model} has no temporal memory to replace")
+        if self.train.temporal_weight > 0:
+            why = "train.temporal_weight > 0 (a loss along the ground-truth flow between the clip's frames)"
+            if self.data.dataset != "synthdrive" or self.data.stride != 1:
+                raise ConfigError(f"{why} needs data.dataset=synthdrive, the dataset with exact flow, and "
+                                  f"data.stride=1 (got {self.data.dataset}, stride {self.data.stride})")
+            if self.prev_frames < 1:
+                raise ConfigError(f"{why} needs clips of at least 2 frames: set train.prev_frames >= 1")
+            if self.train.aux_weight > 0 and not self.train.freeze_per_frame:
+                raise ConfigError(f"{why} runs the whole clip through the network, which gives no auxiliary "
+                                  f"head outputs: set train.aux_weight=0, or train.freeze_per_frame=true")
 
     @property
     def prev_frames(self) -> int:
+        """Previous frames per training clip: a per-frame model needs them only for the temporal loss."""
+        uses_past = self.model.temporal or self.train.temporal_weight > 0
         if self.train.prev_frames >= 0:
-            return self.train.prev_frames if self.model.temporal else 0
-        return self.model.key_frames if self.model.temporal else 0
+            return self.train.prev_frames if uses_past else 0
+        return self.model.key_frames if uses_past else 0
 
 
 def _section(cls, data: dict[str, Any], name: str):

@@ -3,7 +3,9 @@
 Semi-supervised, as in the paper: only the target (last) frame of a clip carries a label.
 Every dataset yields, for ``dataset[i]`` (or ``dataset[(i, aug_seed)]`` from
 :class:`stt_train.sampler.ClipSampler`), a dict with ``frames`` float32 (N, 3, H, W) normalised,
-``label`` int64 (H, W) with 255 = ignore, and ``index``.
+``label`` int64 (H, W) with 255 = ignore, and ``index``. Datasets with ground-truth flow (SynthDrive)
+built with ``with_flow=True`` add ``flow`` float32 (N - 1, 2, H, W), the backward flow of each frame
+but the first to the frame before it (pixels; x then y), and ``flow_valid`` bool (N - 1, H, W).
 
 Layouts
 -------
@@ -120,6 +122,7 @@ class ClipDataset(Dataset):
     num_classes: int = 19
     clips: list[ClipSpec]
     label_lut: np.ndarray | None
+    with_flow: bool = False
 
     def __init__(self, augment: ClipAugment | None = None, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225)) -> None:
@@ -141,16 +144,28 @@ class ClipDataset(Dataset):
                                    f"{label.shape[1]}x{label.shape[0]}")
         return frames, label
 
+    def load_flows(self, i: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(flow, valid) of each clip frame but the first, to the frame before it."""
+        raise DatasetError(f"{type(self).__name__} has no ground-truth optical flow")
+
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
         i, seed = key if isinstance(key, tuple) else (key, None)
         frames, label = self.load(int(i))
+        flows = self.load_flows(int(i)) if self.with_flow else None
         if self.augment is not None:
             rng = np.random.default_rng(seed if seed is not None else [int(i)])
-            frames, label = self.augment(frames, label, rng)
+            if flows is None:
+                frames, label = self.augment(frames, label, rng)
+            else:
+                frames, label, flows = self.augment(frames, label, rng, flows)
         clip = np.stack(frames).astype(np.float32)
         clip = (clip - self.mean) / self.std
-        return {"frames": torch.from_numpy(clip).permute(0, 3, 1, 2).contiguous(),
+        item = {"frames": torch.from_numpy(clip).permute(0, 3, 1, 2).contiguous(),
                 "label": torch.from_numpy(label.astype(np.int64)), "index": torch.tensor(int(i))}
+        if flows is not None:
+            item["flow"] = torch.from_numpy(np.stack([f for f, _ in flows]).astype(np.float32)).permute(0, 3, 1, 2)
+            item["flow_valid"] = torch.from_numpy(np.stack([v for _, v in flows]).astype(bool))
+        return item
 
 
 def _missing(path: Path, why: str) -> DatasetError:
@@ -238,8 +253,32 @@ class SynthDriveVideo(CityscapesVideo):
     skip_incomplete = True
 
     def __init__(self, root: str | Path, split: str = "train", prev_frames: int = 0, stride: int = 1,
-                 augment: ClipAugment | None = None, **norm) -> None:
+                 augment: ClipAugment | None = None, with_flow: bool = False, **norm) -> None:
         super().__init__(root, split, prev_frames, stride, "trainIds", augment, **norm)
+        if with_flow and stride != 1:
+            raise DatasetError(f"SynthDrive's flow is between consecutive frames; with_flow needs stride 1, not "
+                               f"{stride}")
+        self.with_flow = with_flow
+
+    def flow_path(self, spec: ClipSpec, frame: int) -> Path:
+        city, seq = spec.sequence.rsplit("_", 1)
+        return self.root / "flow" / self.split / city / f"{city}_{seq}_{frame:06d}_flowBackward.png"
+
+    def load_flows(self, i: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        from stt_train.synthdrive import read_flow_png
+
+        spec = self.clips[i]
+        out = []
+        for k in range(len(spec.frames) - 1, 0, -1):
+            path = self.flow_path(spec, spec.frame_index - k + 1)
+            if not path.is_file():
+                raise DatasetError(f"missing flow {path}: the backward flow of a clip frame of {spec.label.name} "
+                                   f"(regenerate the dataset with stt-synthdrive)")
+            try:
+                out.append(read_flow_png(path))
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
+        return out
 
     def sequences(self, frames: int | None = None) -> list[SequenceSpec]:
         """Whole sequences (every frame labelled, ground-truth flow from frame 1 on); ``frames``
@@ -327,11 +366,18 @@ DATASETS = {"cityscapes": CityscapesVideo, "camvid": CamVidVideo, "synthdrive": 
 
 def build_dataset(name: str, root: str | Path, split: str, prev_frames: int, stride: int = 1,
                   augment: ClipAugment | None = None, mean=(0.485, 0.456, 0.406),
-                  std=(0.229, 0.224, 0.225)) -> ClipDataset:
-    """The dataset ``name`` (cityscapes, camvid, synthdrive)."""
+                  std=(0.229, 0.224, 0.225), with_flow: bool = False) -> ClipDataset:
+    """The dataset ``name`` (cityscapes, camvid, synthdrive); ``with_flow`` (SynthDrive only) adds the
+    clips' ground-truth flow."""
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    return DATASETS[name](root, split, prev_frames=prev_frames, stride=stride, augment=augment, mean=mean, std=std)
+    extra = {}
+    if with_flow:
+        if name != "synthdrive":
+            raise DatasetError(f"dataset {name!r} has no ground-truth optical flow; only synthdrive does")
+        extra["with_flow"] = True
+    return DATASETS[name](root, split, prev_frames=prev_frames, stride=stride, augment=augment, mean=mean, std=std,
+                          **extra)
 
 
 def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -4,7 +4,10 @@ Semi-supervised as in the paper: each clip holds T previous frames and the label
 the previous frames run through the per-frame network without gradients (``train.grad_prev``
 allows them), the temporal transformer's key/value projections always learn. The loss is OHEM
 cross-entropy on the main head plus ``aux_weight`` times the auxiliary heads' OHEM losses; the
-learning rate follows a linear warm-up then poly decay. With ``torchrun --nproc_per_node=N``
+learning rate follows a linear warm-up then poly decay. ``train.temporal_weight`` adds ETC's temporal
+loss (:func:`stt_train.losses.temporal_loss`) between every pair of consecutive frames of the clip,
+each run as streaming would (frame k attending to the frames before it), along SynthDrive's exact
+flow. With ``torchrun --nproc_per_node=N``
 every process takes ``batch_size / N`` clips of each global batch (DistributedDataParallel, gloo
 on CPU, nccl on GPU, BatchNorm statistics synchronised), so N processes compute the same loss as
 one process with the whole batch. Augmentation draws come from a per-clip seed and RNG states are
@@ -12,7 +15,7 @@ checkpointed, so ``--resume`` continues exactly where an interrupted run stopped
 
 Outputs in ``train.out_dir``: ``checkpoints/`` (see :mod:`stt_train.checkpoint`), ``final.safetensors``
 (the trained model, loadable by the node and stt-eval), ``config.yaml`` (the resolved experiment),
-``tb/`` (TensorBoard scalars: loss, loss_main, loss_aux, lr, sec_per_iter).
+``tb/`` (TensorBoard scalars: loss, loss_main, loss_aux or loss_temporal, lr, sec_per_iter).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from stt_train.checkpoint import (
 )
 from stt_train.config import ExperimentConfig, load_experiment
 from stt_train.datasets import DatasetError, build_dataset, collate
-from stt_train.losses import OhemCELoss
+from stt_train.losses import OhemCELoss, temporal_loss
 from stt_train.sampler import ClipSampler
 
 
@@ -55,14 +58,19 @@ class TrainingInterrupted(RuntimeError):
 
 
 class ClipForward(nn.Module):
-    """What DDP wraps: a clip -> (main logits, aux logits...) for the target frame."""
+    """What DDP wraps: a clip -> (main logits, aux logits...) for the target frame, or with
+    ``all_frames`` (the temporal loss) -> (logits of every frame (B, N, C, H, W),)."""
 
-    def __init__(self, model: VideoSegModel, grad_prev: bool) -> None:
+    def __init__(self, model: VideoSegModel, grad_prev: bool, all_frames: bool = False, memory: str = "past") -> None:
         super().__init__()
         self.model = model
         self.grad_prev = grad_prev
+        self.all_frames = all_frames
+        self.memory = memory
 
     def forward(self, clip: Tensor) -> tuple[Tensor, ...]:
+        if self.all_frames:
+            return (self.model.forward_clip(clip, all_frames=True, memory=self.memory),)
         out = self.model.forward_clip(clip, grad_prev=self.grad_prev)
         return (out.logits, *out.aux)
 
@@ -166,7 +174,7 @@ def build_train_dataset(cfg: ExperimentConfig):
     aug = ClipAugment(crop=tuple(d.crop), scale=tuple(d.scale), base_size=tuple(d.base_size) if d.base_size else None,
                       flip=d.flip, color=d.color, pad_value=tuple(round(m * 255) for m in cfg.model.mean))
     return build_dataset(d.dataset, d.root, d.train_split, cfg.prev_frames, d.stride, aug, cfg.model.mean,
-                         cfg.model.std)
+                         cfg.model.std, with_flow=cfg.train.temporal_weight > 0)
 
 
 def initial_model(cfg: ExperimentConfig) -> VideoSegModel:
@@ -232,7 +240,8 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
         model = dist_utils.convert_sync_bn(model, device)
     model.to(device)
     set_train_mode(model, cfg)
-    net: nn.Module = ClipForward(model, t.grad_prev)
+    temporal = t.temporal_weight > 0
+    net: nn.Module = ClipForward(model, t.grad_prev, all_frames=temporal, memory=t.memory)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -311,13 +320,20 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
                 for g in optimizer.param_groups:
                     g["lr"] = lr * g["lr_mult"]
                 clip = batch["frames"].to(device, non_blocking=True)
-                clip = memory_clip(clip, t.memory)
+                if not temporal:  # (with the temporal loss, ClipForward gives each frame its own memory)
+                    clip = memory_clip(clip, t.memory)
                 label = batch["label"].to(device, non_blocking=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     outs = net(clip)
-                main = loss_fn(outs[0], label)
-                aux = sum((loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
-                loss = main + t.aux_weight * aux
+                if temporal:
+                    main = loss_fn(outs[0][:, -1], label)
+                    # in place of the auxiliary losses: the whole clip gives no auxiliary outputs (ExperimentConfig)
+                    aux = temporal_loss(outs[0], batch["flow"].to(device), batch["flow_valid"].to(device))
+                    loss = main + t.temporal_weight * aux
+                else:
+                    main = loss_fn(outs[0], label)
+                    aux = sum((loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
+                    loss = main + t.aux_weight * aux
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at iteration {it}; lower train.lr or check the "
                                              f"data")
@@ -336,7 +352,8 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
                     t_last, it_last = now, it
                     bar.set_postfix(loss=f"{vals[0]:.3f}", lr=f"{lr:.2e}")
                     if log is not None:
-                        log.add({"loss": vals[0], "loss_main": vals[1], "loss_aux": vals[2], "lr": lr,
+                        log.add({"loss": vals[0], "loss_main": vals[1],
+                                 "loss_temporal" if temporal else "loss_aux": vals[2], "lr": lr,
                                  "sec_per_iter": sec}, it)
                 if it % t.ckpt_interval == 0 or it == t.iters:
                     checkpoint(it)

@@ -99,15 +99,19 @@ class VideoSegModel(nn.Module):
         feat = self.stt.forward_frames(feat, frames, valid, query_chunk)
         return upsample(self.segnet.head(feat), image.shape[-2:]), kv
 
-    def forward_clip(self, clip: Tensor, all_frames: bool = False, grad_prev: bool = False) -> SegOutput | Tensor:
+    def forward_clip(self, clip: Tensor, all_frames: bool = False, grad_prev: bool = False,
+                     memory: str = "past") -> SegOutput | Tensor:
         """Run a clip (B, N, 3, H, W), frames in time order.
 
         Frame i attends to frames i-1, i-2, ... (at most T), exactly as streaming would.
         ``all_frames=False``: SegOutput of the last frame (aux logits in train mode; semi-supervised
         training labels only that frame); previous frames run through the per-frame network
         without gradients unless ``grad_prev`` (their key/value projections always get them).
-        ``all_frames=True``: logits of every frame, (B, N, classes, H, W).
+        ``all_frames=True``: logits of every frame, (B, N, classes, H, W); with ``memory="current"``
+        (a control without the past) frame i attends to N - 1 copies of itself instead.
         """
+        if memory not in ("past", "current") or (memory == "current" and not all_frames):
+            raise ValueError(f"memory={memory!r}: past, or current with all_frames=True")
         b, n = clip.shape[:2]
         size = clip.shape[-2:]
         if not all_frames:
@@ -127,9 +131,10 @@ class VideoSegModel(nn.Module):
         if self.stt is None:
             out = [self.segnet.head(feats[:, i]) for i in range(n)]
         else:
-            memory = self.stt.project_memory(feats.flatten(0, 1))
-            memory = memory.view(b, n, *memory.shape[1:])
-            out = [self.segnet.head(self.stt(feats[:, i], memory, list(range(i - 1, -1, -1)))) for i in range(n)]
+            orders = [[i] * (n - 1) if memory == "current" else list(range(i - 1, -1, -1)) for i in range(n)]
+            kv = self.stt.project_memory(feats.flatten(0, 1))
+            kv = kv.view(b, n, *kv.shape[1:])
+            out = [self.segnet.head(self.stt(feats[:, i], kv, orders[i])) for i in range(n)]
         return torch.stack([upsample(o, size) for o in out], 1)
 
 

@@ -115,3 +115,79 @@ def test_sampler_splits_each_global_batch_across_processes() -> None:
         assert all(seed == (3, epoch, i) for i, seed in a)
     one.set_position(1, 5)  # resume at global batch 5 of epoch 1
     assert list(one) == a[20:]
+
+
+def _sample_nearest(prev: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """prev (H, W, ...) at p + flow(p), nearest pixel; and where that lands inside."""
+    h, w = flow.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    x1, y1 = np.rint(xs + flow[..., 0]).astype(int), np.rint(ys + flow[..., 1]).astype(int)
+    inside = (x1 >= 0) & (x1 < w) & (y1 >= 0) & (y1 < h)
+    return prev[y1.clip(0, h - 1), x1.clip(0, w - 1)], inside
+
+
+def test_flow_follows_scale_crop_and_flip() -> None:
+    """A clip moving (dx, dy) = (5, -3) pixels a frame: after augmentation its flow still maps each pixel
+    of a frame to where it was in the frame before (a wrong sign on flip or a missed scale fails)."""
+    rng = np.random.default_rng(0)
+    texture = cv2.resize(rng.integers(0, 255, (12, 20, 3)).astype(np.uint8), (160, 96),
+                         interpolation=cv2.INTER_CUBIC)  # smooth: bilinear resampling stays close
+    frames = [np.roll(texture, (-3 * k, 5 * k), (0, 1)) for k in range(3)]
+    flow = np.zeros((96, 160, 2), np.float32)
+    flow[..., 0], flow[..., 1] = -5, 3
+    valid = np.ones((96, 160), bool)
+    valid[:3], valid[:, -5:] = False, False  # what np.roll wrapped around is not the same surface
+    label = np.zeros((96, 160), np.uint8)
+    aug = ClipAugment(crop=(64, 96), scale=(0.75, 1.5), flip=True)
+    flipped = 0
+    for seed in range(12):
+        out, lab, flows = aug(frames, label, np.random.default_rng(seed), [(flow, valid), (flow, valid)])
+        assert len(flows) == 2 and flows[0][0].shape == (64, 96, 2) and flows[0][1].shape == (64, 96)
+        assert flows[0][0].dtype == np.float32 and flows[0][1].dtype == bool
+        flipped += bool(flows[0][0][..., 0].mean() > 0)
+        for k in (1, 2):
+            fl, ok = flows[k - 1]
+            warped, inside = _sample_nearest(out[k - 1].astype(int), fl)
+            m = ok & inside
+            assert m.mean() > 0.5
+            moved = np.abs(warped - out[k].astype(int))[m].mean()
+            still = np.abs(out[k - 1].astype(int) - out[k].astype(int))[m].mean()
+            assert moved < 0.25 * still, (seed, k, moved, still)
+    assert 0 < flipped < 12  # both mirrored and unmirrored clips were checked
+    frames2, lab2 = aug(frames, label, np.random.default_rng(3))  # without flow: the same draws, two outputs
+    assert np.array_equal(frames2[0], aug(frames, label, np.random.default_rng(3), [(flow, valid)] * 2)[0][0])
+
+
+def test_synthdrive_clips_with_flow(mini_synthdrive: Path, tmp_path: Path) -> None:
+    import shutil
+
+    ds = SynthDriveVideo(mini_synthdrive, "train", prev_frames=2, with_flow=True)
+    item = ds[0]
+    h, w = item["label"].shape
+    assert item["flow"].shape == (2, 2, h, w) and item["flow_valid"].shape == (2, h, w)
+    spec = ds.clips[0]
+    labels = [cv2.imread(str(p).replace("leftImg8bit_sequence", "gtFine").replace("_leftImg8bit.png",
+                         "_gtFine_labelTrainIds.png"), cv2.IMREAD_UNCHANGED) for p in spec.frames]
+    for k in (1, 2):  # the exact flow carries frame k-1's labels onto frame k where valid
+        fl = item["flow"][k - 1].permute(1, 2, 0).numpy()
+        warped, inside = _sample_nearest(labels[k - 1], fl)
+        m = item["flow_valid"][k - 1].numpy() & inside
+        assert m.mean() > 0.5 and (warped == labels[k])[m].mean() > 0.97
+        assert (warped == labels[k])[m].mean() > (labels[k - 1] == labels[k])[m].mean()
+    plain = SynthDriveVideo(mini_synthdrive, "train", prev_frames=2)[0]
+    assert "flow" not in plain and torch.equal(plain["frames"], item["frames"])
+    assert "flow" in build_dataset("synthdrive", mini_synthdrive, "train", 2, with_flow=True)[1]
+    with pytest.raises(DatasetError, match="stride 1"):
+        SynthDriveVideo(mini_synthdrive, "train", prev_frames=1, stride=2, with_flow=True)
+    copy = tmp_path / "sd"
+    shutil.copytree(mini_synthdrive, copy)
+    gone = next((copy / "flow/train").glob("*/*_000001_flowBackward.png"))
+    gone.unlink()
+    broken = SynthDriveVideo(copy, "train", prev_frames=2, with_flow=True)
+    with pytest.raises(DatasetError, match=gone.name):
+        [broken[i] for i in range(len(broken))]
+
+
+def test_only_synthdrive_has_flow(cityscapes: Path) -> None:
+    with pytest.raises(DatasetError, match="no ground-truth optical flow"):
+        build_dataset("cityscapes", cityscapes, "train", 1, with_flow=True)

@@ -265,3 +265,86 @@ def test_no_ros_imports_in_stt_train() -> None:
             offences += [f"{path.name}: {n}" for n in names if n in ros or n.split(".")[0] in ros
                          or any(n.startswith(r + ".") for r in ros)]
     assert not offences, offences
+
+
+def test_temporal_loss_on_known_cases() -> None:
+    from stt_train.losses import temporal_loss
+
+    g = torch.Generator().manual_seed(0)
+    frame = torch.randn(1, 3, 8, 12, generator=g) * 3
+    static = frame[:, None].expand(1, 3, 3, 8, 12)
+    zero = torch.zeros(1, 2, 2, 8, 12)
+    valid = torch.ones(1, 2, 8, 12, dtype=torch.bool)
+    assert temporal_loss(static, zero, valid).item() < 1e-10  # a static scene is perfectly consistent
+    moving = torch.stack([torch.roll(frame, 2 * k, -1) for k in range(3)], 1)  # 2 px right per frame
+    right = zero.clone()
+    right[:, :, 0] = -2
+    assert temporal_loss(moving, right, valid).item() < 1e-6  # followed by the flow: consistent
+    assert temporal_loss(moving, zero, valid).item() > 0.1  # the wrong flow sees flicker
+    # a disagreement only where the flow is not valid does not count
+    flicker = static.clone()
+    flicker[:, 2, :, :, :4] += 5
+    masked = valid.clone()
+    masked[:, 1, :, :4] = False
+    assert temporal_loss(flicker, zero, masked).item() < 1e-10
+    # the value: one pair of two frames that disagree on every pixel counts 2 per pixel (one-hot probabilities)
+    hard = torch.full((1, 2, 2, 4, 4), -50.0)
+    hard[:, 0, 0], hard[:, 1, 1] = 50.0, 50.0
+    assert temporal_loss(hard, torch.zeros(1, 1, 2, 4, 4), torch.ones(1, 1, 4, 4, dtype=torch.bool)).item() == \
+        pytest.approx(2.0)
+    # per image first: a batch is the mean of its images, however many valid pixels each has
+    both = torch.cat([moving, flicker])
+    flows, masks = torch.cat([right, zero]), torch.cat([valid, masked])
+    flows[1], masks[1] = zero[0], valid[0]
+    one = temporal_loss(moving, right, valid) / 2 + temporal_loss(flicker, zero, valid) / 2
+    assert temporal_loss(both, flows, masks).item() == pytest.approx(one.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        temporal_loss(static[:, :1], zero[:, :0], valid[:, :0])
+
+
+def test_temporal_weight_trains_along_the_flow(mini_synthdrive: Path, tmp_path: Path) -> None:
+    base_cfg = load_experiment(CONFIGS / "synthdrive_bise18.yaml", overrides(mini_synthdrive, tmp_path / "base",
+                                                                              **{"train.iters": 2}))
+    run(base_cfg, progress=False)
+    init = f"train.init_weights={tmp_path / 'base/final.safetensors'}"
+    cfg = load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "stt", **{"train.iters": 3})
+                          + [init, "train.freeze_per_frame=true", "train.temporal_weight=10.0"])
+    res = run(cfg, progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "stt/log.jsonl").read_text().splitlines()]
+    assert all(row["loss_temporal"] > 0 and "loss_aux" not in row for row in logged)
+    assert all(row["loss"] == pytest.approx(row["loss_main"] + 10 * row["loss_temporal"], rel=1e-4) for row in logged)
+    assert len(res["losses"]) == 3
+    # a per-frame network can train with it too (clips of key_frames + 1 frames), without auxiliary heads
+    per_frame = load_experiment(CONFIGS / "synthdrive_bise18.yaml", overrides(
+        mini_synthdrive, tmp_path / "pf", **{"train.iters": 2, "train.temporal_weight": 1.0, "train.aux_weight": 0}))
+    assert per_frame.prev_frames == 2
+    run(per_frame, progress=False)
+    assert (tmp_path / "pf/final.safetensors").is_file()
+    # the no-past control: each frame of the clip attends to copies of itself, as memory_clip gives the target
+    from stt_ros.weights import load_weights
+    from stt_train.train import initial_model, memory_clip
+
+    model = initial_model(cfg)
+    load_weights(model, tmp_path / "stt/final.safetensors")
+    model.eval()
+    clip = torch.randn(1, 3, 3, 64, 128)
+    with torch.no_grad():
+        own = model.forward_clip(clip, all_frames=True, memory="current")
+        past = model.forward_clip(clip, all_frames=True)
+        for k in range(3):
+            alone = model.forward_clip(clip[:, k:k + 1].expand(-1, 3, -1, -1, -1))
+            torch.testing.assert_close(own[:, k], alone.logits, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(own[:, 2], model.forward_clip(memory_clip(clip, "current")).logits, rtol=1e-3,
+                                   atol=1e-3)
+        assert not torch.allclose(own[:, 2], past[:, 2], atol=1e-3)  # the trained transformer uses the past
+    run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "cur", **{"train.iters": 2})
+                        + [init, "train.freeze_per_frame=true", "train.temporal_weight=10.0", "train.memory=current"]),
+        progress=False)
+    assert (tmp_path / "cur/final.safetensors").is_file()
+    for extra, match in ((["train.temporal_weight=1.0", "data.dataset=cityscapes"], "synthdrive"),
+                         (["train.temporal_weight=1.0", "data.stride=2"], "stride=1"),
+                         (["train.temporal_weight=1.0"], "aux_weight=0"),
+                         (["train.temporal_weight=1.0", "train.aux_weight=0", "train.prev_frames=0"], "at least 2"),
+                         (["train.temporal_weight=-1.0"], ">= 0")):
+        with pytest.raises(ConfigError, match=match):
+            load_experiment(SMALL, extra)
