@@ -95,7 +95,7 @@ class TrainConfig:
     #                                 fixed, BatchNorm statistics included
     memory: str = "past"  # past | current: a control without the past, every clip's previous frames replaced by its
     #                       target frame (evaluate it with stt-eval --memory current)
-    temporal_weight: float = 0.0  # weight of ETC's temporal loss between consecutive frames' outputs along the
+    temporal_weight: float = 0.0  # weight of an ETC-style temporal loss between consecutive frames' outputs along the
     #                               ground-truth flow (SynthDrive); 0 = the paper's loss on the target frame only
     seed: int = 0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda

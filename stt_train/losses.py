@@ -55,7 +55,7 @@ def warp_backward(x: Tensor, flow: Tensor) -> Tensor:
 
 
 def temporal_loss(logits: Tensor, flow: Tensor, valid: Tensor) -> Tensor:
-    """The temporal loss of ETC (Liu et al., ECCV 2020): for each pair of consecutive frames, the squared
+    """A temporal loss after ETC's (Liu et al., ECCV 2020): for each pair of consecutive frames, the squared
     difference between the current frame's class probabilities and the previous frame's, moved onto the
     current frame by the backward flow, summed over classes and averaged over the pixels where the
     flow is valid (not occluded) and lands inside the previous frame; then averaged over pairs and

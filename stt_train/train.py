@@ -4,7 +4,7 @@ Semi-supervised as in the paper: each clip holds T previous frames and the label
 the previous frames run through the per-frame network without gradients (``train.grad_prev``
 allows them), the temporal transformer's key/value projections always learn. The loss is OHEM
 cross-entropy on the main head plus ``aux_weight`` times the auxiliary heads' OHEM losses; the
-learning rate follows a linear warm-up then poly decay. ``train.temporal_weight`` adds ETC's temporal
+learning rate follows a linear warm-up then poly decay. ``train.temporal_weight`` adds an ETC-style temporal
 loss (:func:`stt_train.losses.temporal_loss`) between every pair of consecutive frames of the clip,
 each run as streaming would (frame k attending to the frames before it), along SynthDrive's exact
 flow. With ``torchrun --nproc_per_node=N``
