@@ -71,10 +71,10 @@ def temporal_loss(logits: Tensor, flow: Tensor, valid: Tensor) -> Tensor:
     prob = logits.float().softmax(2)
     h, w = prob.shape[-2:]
     per_image = torch.zeros(b, device=logits.device)
+    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device), torch.arange(w, device=flow.device), indexing="ij")
     for k in range(1, n):
         fl = flow[:, k - 1].float()
         warped = warp_backward(prob[:, k - 1], fl)
-        ys, xs = torch.meshgrid(torch.arange(h, device=fl.device), torch.arange(w, device=fl.device), indexing="ij")
         x1, y1 = xs + fl[:, 0], ys + fl[:, 1]
         mask = valid[:, k - 1] & (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
         diff = ((prob[:, k] - warped) ** 2).sum(1)

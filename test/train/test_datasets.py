@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from stt_ros.metrics import warp_nearest
 from stt_train.augment import ClipAugment
 from stt_train.datasets import CamVidVideo, CityscapesVideo, DatasetError, SynthDriveVideo, build_dataset
 from stt_train.sampler import ClipSampler
@@ -117,15 +118,6 @@ def test_sampler_splits_each_global_batch_across_processes() -> None:
     assert list(one) == a[20:]
 
 
-def _sample_nearest(prev: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """prev (H, W, ...) at p + flow(p), nearest pixel; and where that lands inside."""
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w]
-    x1, y1 = np.rint(xs + flow[..., 0]).astype(int), np.rint(ys + flow[..., 1]).astype(int)
-    inside = (x1 >= 0) & (x1 < w) & (y1 >= 0) & (y1 < h)
-    return prev[y1.clip(0, h - 1), x1.clip(0, w - 1)], inside
-
-
 def test_flow_follows_scale_crop_and_flip() -> None:
     """A clip moving (dx, dy) = (5, -3) pixels a frame: after augmentation its flow still maps each pixel
     of a frame to where it was in the frame before (a wrong sign on flip or a missed scale fails)."""
@@ -147,11 +139,11 @@ def test_flow_follows_scale_crop_and_flip() -> None:
         flipped += bool(flows[0][0][..., 0].mean() > 0)
         for k in (1, 2):
             fl, ok = flows[k - 1]
-            warped, inside = _sample_nearest(out[k - 1].astype(int), fl)
+            warped, inside = warp_nearest(out[k - 1][..., 0], fl)  # one channel of the texture
             m = ok & inside
             assert m.mean() > 0.5
-            moved = np.abs(warped - out[k].astype(int))[m].mean()
-            still = np.abs(out[k - 1].astype(int) - out[k].astype(int))[m].mean()
+            moved = np.abs(warped.astype(int) - out[k][..., 0].astype(int))[m].mean()
+            still = np.abs(out[k - 1][..., 0].astype(int) - out[k][..., 0].astype(int))[m].mean()
             assert moved < 0.25 * still, (seed, k, moved, still)
     assert 0 < flipped < 12  # both mirrored and unmirrored clips were checked
     frames2, lab2 = aug(frames, label, np.random.default_rng(3))  # without flow: the same draws, two outputs
@@ -170,7 +162,7 @@ def test_synthdrive_clips_with_flow(mini_synthdrive: Path, tmp_path: Path) -> No
                          "_gtFine_labelTrainIds.png"), cv2.IMREAD_UNCHANGED) for p in spec.frames]
     for k in (1, 2):  # the exact flow carries frame k-1's labels onto frame k where valid
         fl = item["flow"][k - 1].permute(1, 2, 0).numpy()
-        warped, inside = _sample_nearest(labels[k - 1], fl)
+        warped, inside = warp_nearest(labels[k - 1], fl)
         m = item["flow_valid"][k - 1].numpy() & inside
         assert m.mean() > 0.5 and (warped == labels[k])[m].mean() > 0.97
         assert (warped == labels[k])[m].mean() > (labels[k - 1] == labels[k])[m].mean()
