@@ -36,10 +36,7 @@ class ClipAugment:
         """-> (frames, label), or (frames, label, flows) when ``flows`` is given: a list of (flow (H, W, 2)
         float32 in pixels, valid (H, W) bool), transformed with the frames."""
         draws = rng.random(8)  # fixed number of draws: one stream per clip
-        flows = list(flows) if flows is not None else None
-        out_flows = flows is not None
-        h, w = label.shape
-        label_shape0 = (h, w)
+        h0, w0 = h, w = label.shape
         if self.base_size is not None:
             h, w = self.base_size
         s = self.scale[0] + (self.scale[1] - self.scale[0]) * draws[0]
@@ -48,7 +45,7 @@ class ClipAugment:
             frames = [cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR) for f in frames]
             label = cv2.resize(label, (nw, nh), interpolation=cv2.INTER_NEAREST)
             if flows:
-                fy, fx = nh / label_shape0[0], nw / label_shape0[1]
+                fy, fx = nh / h0, nw / w0
                 flows = [(cv2.resize(f, (nw, nh), interpolation=cv2.INTER_NEAREST) * np.float32([fx, fy]),
                           cv2.resize(v.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST) > 0)
                          for f, v in flows]
@@ -88,6 +85,6 @@ class ClipAugment:
                 out.append(np.clip(x, 0, 255).astype(np.uint8))
             frames = out
         frames, label = [np.ascontiguousarray(f) for f in frames], np.ascontiguousarray(label)
-        if not out_flows:
+        if flows is None:
             return frames, label
         return frames, label, [(np.ascontiguousarray(f, np.float32), np.ascontiguousarray(v, bool)) for f, v in flows]

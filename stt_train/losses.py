@@ -42,16 +42,18 @@ class OhemCELoss(nn.Module):
         return torch.stack(per_image).mean()
 
 
-def warp_backward(x: Tensor, flow: Tensor) -> Tensor:
+def warp_backward(x: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
     """Sample ``x`` (B, C, H, W), a map of the previous frame, at ``p + flow(p)`` for every pixel p of the
     current frame (bilinear; zeros outside): the previous frame's map moved onto the current frame.
-    ``flow`` (B, 2, H, W) in pixels, x then y, as SynthDrive's backward flow."""
+    ``flow`` (B, 2, H, W) in pixels, x then y, as SynthDrive's backward flow. Returns the warped map and
+    ``inside`` (B, H, W), where ``p + flow(p)`` lands within the previous frame."""
     _, _, h, w = x.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=x.device, dtype=flow.dtype),
                             torch.arange(w, device=x.device, dtype=flow.dtype), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
-    gy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
-    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="zeros", align_corners=True)
+    x1, y1 = xs + flow[:, 0], ys + flow[:, 1]
+    inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
+    grid = torch.stack([x1 * (2 / max(w - 1, 1)) - 1, y1 * (2 / max(h - 1, 1)) - 1], -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True), inside
 
 
 def temporal_loss(logits: Tensor, flow: Tensor, valid: Tensor) -> Tensor:
@@ -69,14 +71,10 @@ def temporal_loss(logits: Tensor, flow: Tensor, valid: Tensor) -> Tensor:
     if n < 2:
         raise ValueError(f"the temporal loss needs at least 2 frames per clip, got {n}")
     prob = logits.float().softmax(2)
-    h, w = prob.shape[-2:]
     per_image = torch.zeros(b, device=logits.device)
-    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device), torch.arange(w, device=flow.device), indexing="ij")
     for k in range(1, n):
-        fl = flow[:, k - 1].float()
-        warped = warp_backward(prob[:, k - 1], fl)
-        x1, y1 = xs + fl[:, 0], ys + fl[:, 1]
-        mask = valid[:, k - 1] & (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
+        warped, inside = warp_backward(prob[:, k - 1], flow[:, k - 1].float())
+        mask = valid[:, k - 1] & inside
         diff = ((prob[:, k] - warped) ** 2).sum(1)
         count = mask.flatten(1).sum(1)
         per_image = per_image + (diff * mask).flatten(1).sum(1) / count.clamp(min=1)
