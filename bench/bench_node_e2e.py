@@ -36,7 +36,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout, not an installed copy
-sys.path.insert(0, str(ROOT / "test" / "ros"))
+sys.path.insert(0, str(ROOT / "test"))  # the stt_testing helper package
 
 DOMAIN = int(os.environ.get("STT_BENCH_DOMAIN", "87"))
 
@@ -61,9 +61,8 @@ def set_middleware(kind: str) -> None:
 
 
 def run_case(size: tuple[int, int], transport: str, args: argparse.Namespace) -> dict:
-    from node_harness import Client, NodeProcess, image_msg, textured_frames
-
     from stt_ros.msg import TemporalConsistency
+    from stt_testing.node_harness import Client, NodeProcess, image_msg, textured_frames
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     set_middleware(transport)

@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout, not an installed copy
-sys.path.insert(0, str(ROOT / "test" / "ros"))
+sys.path.insert(0, str(ROOT / "test"))  # the stt_testing helper package
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,11 +122,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the node subprocess
     from diagnostic_msgs.msg import DiagnosticArray
-    from node_harness import Client, NodeProcess, image_msg, textured_frames, write_params
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from stt_ros.msg import TemporalConsistency
+    from stt_testing.node_harness import Client, NodeProcess, image_msg, textured_frames, write_params
 
     h, w = args.size
     small = (max(8, h * 3 // 4), max(8, w * 3 // 4))

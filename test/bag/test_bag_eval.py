@@ -12,7 +12,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from bagtools import ROOT, bag_frames, compressed_msg, image_msg, masks_by_stamp, run_cli, typestore, write_bag
+
+from stt_testing.bagtools import (
+    ROOT,
+    bag_frames,
+    compressed_msg,
+    image_msg,
+    masks_by_stamp,
+    run_cli,
+    typestore,
+    write_bag,
+)
 
 WEIGHTS = ROOT / "models" / "stt_bise18_synthdrive.safetensors"
 EXPECTED_TOPICS = {"/camera/image_raw", "/camera/labels", "/camera/mask", "/camera/color_mask", "/camera/overlay",

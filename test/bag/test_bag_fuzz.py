@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bagtools import compressed_msg, image_msg, typestore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stt_ros.bag.evaluate import decode_frame
 from stt_ros.bag.source import BagError, BagSource
 from stt_ros.runtime.images import MAX_PIXELS, ImageError
+from stt_testing.bagtools import compressed_msg, image_msg, typestore
 
 FUZZ = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

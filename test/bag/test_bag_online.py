@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bagtools import bag_frames, compressed_msg, masks_by_stamp, run_cli, typestore, write_bag
+
+from stt_testing.bagtools import bag_frames, compressed_msg, masks_by_stamp, run_cli, typestore, write_bag
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

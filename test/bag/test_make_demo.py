@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bagtools import ROOT
+
+from stt_testing.bagtools import ROOT
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

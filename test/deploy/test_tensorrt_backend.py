@@ -211,9 +211,8 @@ def small_graph(tmp_path_factory: pytest.TempPathFactory):
 
 
 def emulate(monkeypatch: pytest.MonkeyPatch, version: str = "10.0.0", devices: int = 1):
-    import trt_emulation
-
     from stt_ros.runtime import tensorrt_backend
+    from stt_testing import trt_emulation
 
     cudart = trt_emulation.FakeCudart(devices)
     trt = trt_emulation.make_fake_tensorrt(cudart, version)

@@ -4,18 +4,12 @@ Hypothesis runs with a bounded number of examples, no deadline (the CPU is share
 database; its caches go to the temporary directory (test/conftest.py), so nothing is written into
 the repository (.hypothesis/). A failure prints the seed
 (``print_blob``) to reproduce it with ``@reproduce_failure``. ``STT_FUZZ_SCALE=<n>`` multiplies
-every fuzz test's example count (fuzz_util.examples), e.g. 20 for a long local fuzzing session.
+every fuzz test's example count (stt_testing.fuzz_util.examples), e.g. 20 for a long local fuzzing session.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from hypothesis import HealthCheck, settings
-
-# node_harness (NodeProcess, Client, image_msg, ...) lives beside the node tests
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))
 
 settings.register_profile("stt_robustness", database=None, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,

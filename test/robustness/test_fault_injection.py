@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fuzz_util import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from node_harness import Client, NodeProcess, expect_fatal, image_msg, textured_frames, write_params
 
 from stt_ros.ros.settings import NodeSettings
+from stt_testing.fuzz_util import examples
+from stt_testing.node_harness import Client, NodeProcess, expect_fatal, image_msg, textured_frames, write_params
 
 pytestmark = pytest.mark.ros
 

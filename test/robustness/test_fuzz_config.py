@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fuzz_util import SCALARS, VALUES, examples
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from stt_ros.config import MAX_CONFIG_BYTES, ConfigError, STTConfig, load_config
 from stt_ros.ros.settings import NodeSettings
+from stt_testing.fuzz_util import SCALARS, VALUES, examples
 from stt_train.config import DataConfig, ExperimentConfig, TrainConfig, apply_overrides, from_dict, load_experiment
 
 STT_FIELDS = [f.name for f in dataclasses.fields(STTConfig)]

@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fuzz_util import examples
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from stt_ros.runtime.preprocess import Preprocessor, postprocess
+from stt_testing.fuzz_util import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}

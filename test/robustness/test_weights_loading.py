@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzz_util import examples
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
@@ -23,6 +22,7 @@ from stt_ros.config import ConfigError, STTConfig
 from stt_ros.model.zoo import build_model
 from stt_ros.runtime import create_backend
 from stt_ros.weights import WeightsError, load_backbone, load_weights, read_state_dict, save_weights
+from stt_testing.fuzz_util import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"input_height": 64, "input_width": 128}

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from node_harness import ROOT, Client, NodeProcess, expect_fatal, image_msg, textured_frames, write_params
 
 from stt_ros.config import STTConfig
 from stt_ros.model.zoo import build_model
 from stt_ros.runtime import StreamingSegmenter, create_backend
 from stt_ros.weights import save_weights
+from stt_testing.node_harness import ROOT, Client, NodeProcess, expect_fatal, image_msg, textured_frames, write_params
 
 pytestmark = pytest.mark.ros
 
