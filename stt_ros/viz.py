@@ -14,12 +14,24 @@ CAMVID_COLORS = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), 
                  (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
 
 
-def cityscapes_train_classes() -> list[tuple[str, tuple[int, int, int]]]:
-    """(name, colour) of Cityscapes' 19 train classes in trainId order, from cityscapesscripts."""
-    from cityscapesscripts.helpers.labels import labels
+# Cityscapes' 19 train classes in trainId order with the dataset's colours (cityscapesscripts'
+# labels.py; inline so the node needs no training dependency: a test checks them against it).
+CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                      "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+                      "bicycle")
+CITYSCAPES_COLORS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+                     (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+                     (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
-    train = sorted((lab.trainId, lab.name, tuple(lab.color)) for lab in labels if 0 <= lab.trainId < 255)
-    return [(name, color) for _, name, color in train]
+
+def class_names(num_classes: int, dataset: str = "cityscapes") -> list[str]:
+    """Names of the class ids for reports: Cityscapes' 19 train classes or CamVid's 11 when the count
+    fits the dataset (``cityscapes``/``synthdrive`` use Cityscapes' ids), else ``class_<i>``."""
+    if num_classes == 19 and dataset in ("cityscapes", "synthdrive"):
+        return list(CITYSCAPES_CLASSES)
+    if num_classes == 11 and dataset == "camvid":
+        return list(CAMVID_CLASSES)
+    return [f"class_{i}" for i in range(num_classes)]
 
 
 def make_palette(colors: Sequence[Sequence[int]]) -> np.ndarray:
@@ -35,7 +47,7 @@ def make_palette(colors: Sequence[Sequence[int]]) -> np.ndarray:
 def palette(name: str = "cityscapes") -> np.ndarray:
     """Named palette: ``cityscapes`` (19 trainIds, official colours) or ``camvid`` (11 classes)."""
     if name == "cityscapes":
-        return make_palette([c for _, c in cityscapes_train_classes()])
+        return make_palette(CITYSCAPES_COLORS)
     if name == "camvid":
         return make_palette(CAMVID_COLORS)
     raise ValueError(f"unknown palette {name!r}: choose cityscapes or camvid, or give colours")

@@ -40,7 +40,7 @@ from stt_ros.metrics import (
     IGNORE,
     Agreement,
     ConfusionMatrix,
-    TemporalConsistency,
+    TCAccumulator,
     confusion_matrix,
     mean_iou,
     percent_by_class,
@@ -146,7 +146,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
     backend = create_backend(model_cfg, model)
     seg = StreamingSegmenter(backend)
     estimator = make_flow(flow)
-    cm, tc = ConfusionMatrix(n), TemporalConsistency(n)
+    cm, tc = ConfusionMatrix(n), TCAccumulator(n)
     per_sequence: list[dict[str, Any]] = []
     times: list[float] = []
     labelled = 0
@@ -156,7 +156,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         for seq in sequences:
             seg.reset()
             prev_pred = prev_img = None
-            seq_cm, seq_tc = ConfusionMatrix(n), TemporalConsistency(n)
+            seq_cm, seq_tc = ConfusionMatrix(n), TCAccumulator(n)
             for i, path in enumerate(seq.frames):
                 img = read_rgb(path)
                 if memory == "current" and model_cfg.temporal:

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig
-from stt_ros.metrics import ConfusionMatrix, TemporalConsistency
+from stt_ros.metrics import ConfusionMatrix, TCAccumulator
 from stt_train.datasets import DatasetError, read_label, read_rgb
 from stt_train.evaluate import eval_dataset, masked_agreement, model_config_from_weights
 
@@ -110,7 +110,7 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
     n = cfg.num_classes
     ema_keys = {a: f"ema{a:g}" for a in ema}
     keys: list[int | str] = [*depths, *ema_keys.values()]
-    acc = {k: (ConfusionMatrix(n), TemporalConsistency(n), NLL()) for k in keys}
+    acc = {k: (ConfusionMatrix(n), TCAccumulator(n), NLL()) for k in keys}
     frames = 0
     for seq in seqs:
         history: list[np.ndarray] = []

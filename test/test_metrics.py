@@ -8,7 +8,7 @@ import pytest
 from stt_ros.metrics import (
     ConfusionMatrix,
     FlowEstimator,
-    TemporalConsistency,
+    TCAccumulator,
     confusion_matrix,
     mean_iou,
     pair_agreement,
@@ -72,7 +72,7 @@ def test_dis_flow_recovers_a_translation_and_tc_accumulates() -> None:
     est = FlowEstimator("fast", scale=1.0)
     flow = est.backward(img0, img1)
     assert np.median(flow[10:-10, 10:-10, 0]) == pytest.approx(4, abs=0.5)
-    tc = TemporalConsistency(19)
+    tc = TCAccumulator(19)
     a = tc.update(m0, m1, flow)
     assert a.pixel_agreement > 0.97
     flipped = m1.copy()

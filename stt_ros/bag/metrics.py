@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stt_ros.metrics import ConfusionMatrix, FlowEstimator, TemporalConsistency, pair_agreement, percent_by_class
+from stt_ros.metrics import ConfusionMatrix, FlowEstimator, TCAccumulator, pair_agreement, percent_by_class
 
 PENDING = 64  # predictions / labels waiting for their partner (same stamp), per camera
 
@@ -68,7 +68,7 @@ class CameraMetrics:
         self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
         self.frames: list[FrameRecord] = []
         self.cm = ConfusionMatrix(num_classes)
-        self.tc = TemporalConsistency(num_classes)
+        self.tc = TCAccumulator(num_classes)
         self.labelled = 0
         self.label_errors: list[str] = []  # the first few, for the report
         self.label_error_count = 0

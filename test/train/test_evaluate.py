@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stt_ros.config import STTConfig
-from stt_ros.metrics import ConfusionMatrix, TemporalConsistency, mean_iou
+from stt_ros.metrics import ConfusionMatrix, TCAccumulator, mean_iou
 from stt_ros.model.zoo import build_model
 from stt_ros.weights import save_weights
 from stt_train.datasets import cityscapes_label_lut
@@ -53,7 +53,7 @@ def test_tc_is_100_for_a_static_scene_and_drops_with_flicker() -> None:
     rng = np.random.default_rng(1)
     mask = rng.integers(0, 5, (24, 32)).astype(np.uint8)
     zero = np.zeros((24, 32, 2), np.float32)
-    static, flicker = TemporalConsistency(19), TemporalConsistency(19)
+    static, flicker = TCAccumulator(19), TCAccumulator(19)
     for t in range(6):
         static.add(masked_agreement(mask, mask, zero, 19))
         cur = mask.copy()
@@ -89,7 +89,7 @@ def test_tc_hand_made_cases_with_known_answers() -> None:
     c = masked_agreement(prev, cur, zero, 19, valid)
     assert c.miou == 1.0 and c.union.sum() == 12
     # accumulated over pairs: intersections and unions summed, then averaged over classes
-    tc = TemporalConsistency(19)
+    tc = TCAccumulator(19)
     tc.add(a)
     tc.add(b)
     assert tc.value() == pytest.approx(((12 + 8) / (16 + 8) + (0 + 4) / (4 + 4)) / 2)
