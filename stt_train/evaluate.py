@@ -46,21 +46,14 @@ from stt_ros.metrics import (
     percent_by_class,
     warp_nearest,
 )
+from stt_ros.viz import class_names as _class_names
 from stt_train.datasets import ClipDataset, DatasetError, SequenceSpec, build_dataset, read_label, read_rgb
 
 WARMUP_FRAMES = 3
 
 
 def class_names(dataset: str, num_classes: int) -> list[str]:
-    if dataset == "camvid" and num_classes == 11:
-        from stt_ros.viz import CAMVID_CLASSES
-
-        return list(CAMVID_CLASSES)
-    if num_classes == 19:
-        from stt_ros.viz import cityscapes_train_classes
-
-        return [n for n, _ in cityscapes_train_classes()]
-    return [f"class_{i}" for i in range(num_classes)]
+    return _class_names(num_classes, dataset)
 
 
 def masked_agreement(prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray, num_classes: int,

@@ -22,6 +22,7 @@ from pathlib import Path
 from stt_ros.bag.source import BagError, BagSource, typestore
 from stt_ros.config import ConfigError, STTConfig, load_config, resolve_weights
 from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
+from stt_ros.viz import class_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "models" / "stt_bise18_synthdrive.yaml"
@@ -59,16 +60,6 @@ def model_config(args: argparse.Namespace) -> STTConfig:
     if cfg.weights and not Path(cfg.weights).exists():
         raise ConfigError(f"weights file {cfg.weights} does not exist")
     return cfg
-
-
-def class_names(num_classes: int, palette_name: str) -> list[str]:
-    from stt_ros.viz import CAMVID_CLASSES, cityscapes_train_classes
-
-    if num_classes == 19 and palette_name == "cityscapes":
-        return [n for n, _ in cityscapes_train_classes()]
-    if num_classes == 11 and palette_name == "camvid":
-        return list(CAMVID_CLASSES)
-    return [f"class_{i}" for i in range(num_classes)]
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
