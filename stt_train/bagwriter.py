@@ -2,7 +2,7 @@
 
 One bag holds ``/camera/image_raw`` (sensor_msgs/msg/Image, rgb8) and ``/camera/labels``
 (sensor_msgs/msg/Image, mono8 class ids, e.g. Cityscapes trainIds) with identical headers, so
-bag evaluation pairs them by stamp. Facts relied on (see DESIGN.md): ``Writer(path, version=9,
+bag evaluation pairs them by stamp. Facts relied on (checked against rosbags): ``Writer(path, version=9,
 storage_plugin=StoragePlugin.MCAP)`` needs a path that does not exist yet; messages are
 serialised with the typestore's ``serialize_cdr`` and every field must be set.
 """

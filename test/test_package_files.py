@@ -54,7 +54,7 @@ def test_launch_file_parses_and_names_the_node() -> None:
 
 
 def test_launch_description_builds_on_a_ros2_install() -> None:
-    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on PyPI or Debian (see DESIGN.md); "
+    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on PyPI or Debian; "
                         "`ros2 launch stt_ros stt.launch.py` is exercised on a ROS 2 install only")
     import importlib.util
 
