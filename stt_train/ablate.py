@@ -61,12 +61,13 @@ def run_ablation(base: STTConfig, dataset: str, root: str, split: str, axes: lis
                  max_sequences: int | None, frames: int | None, dense: bool, progress: bool) -> dict[str, Any]:
     """Evaluate every row of ``axes`` (key, query, frames); returns {axis: [(setting, result), ...]}."""
     from stt_ros.model.zoo import build_model
+    from stt_ros.viz import class_names
     from stt_ros.weights import load_weights
-    from stt_train.evaluate import class_names, eval_dataset, evaluate_sequences
+    from stt_train.evaluate import eval_dataset, evaluate_sequences
 
     if not base.temporal:
         raise ConfigError(f"{base.model} is a per-frame baseline: ablations need an stt_* model")
-    names = class_names(dataset, base.num_classes)
+    names = class_names(base.num_classes, dataset)
     out: dict[str, Any] = {}
 
     def evaluate(cfg: STTConfig, desc: str, dense_attention: bool = False) -> dict[str, Any]:

@@ -14,7 +14,8 @@ back to the label size (nearest).
   compared with the current prediction; intersections and unions are summed over all pairs of all
   sequences, then IoU is averaged over classes. Pixels whose flow leaves the frame are not
   compared; with ground-truth flow (SynthDrive) neither are pixels occluded in the previous frame.
-  Flow: ``dis`` (OpenCV DIS, default), ``gt`` (the dataset's exact flow), ``raft:<checkpoint>``
+  Flow: ``dis`` (OpenCV DIS ``fast`` at half size, the node's TC flow; default), ``dis:<preset>`` (that
+  preset at full size), ``gt`` (the dataset's exact flow), ``raft:<checkpoint>``
   (torchvision's RAFT-large with weights from that file; needs torchvision), ``none``.
 * fps: frames per second of the whole streaming step (preprocessing, network, postprocessing),
   measured while evaluating (the first frames of the run are excluded as warm-up).
@@ -36,37 +37,12 @@ from typing import Any
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig
-from stt_ros.metrics import (
-    IGNORE,
-    Agreement,
-    ConfusionMatrix,
-    TCAccumulator,
-    confusion_matrix,
-    mean_iou,
-    percent_by_class,
-    warp_nearest,
-)
-from stt_ros.viz import class_names as _class_names
+from stt_ros.metrics import ConfusionMatrix, TCAccumulator, pair_agreement, percent_by_class
+from stt_ros.metrics import make_flow as make_estimated_flow
+from stt_ros.viz import class_names
 from stt_train.datasets import ClipDataset, DatasetError, SequenceSpec, build_dataset, read_label, read_rgb
 
 WARMUP_FRAMES = 3
-
-
-def class_names(dataset: str, num_classes: int) -> list[str]:
-    return _class_names(num_classes, dataset)
-
-
-def masked_agreement(prev_mask: np.ndarray, cur_mask: np.ndarray, flow: np.ndarray, num_classes: int,
-                     valid: np.ndarray | None = None) -> Agreement:
-    """:func:`stt_ros.metrics.pair_agreement` with an extra validity mask (e.g. not occluded)."""
-    warped, inside = warp_nearest(prev_mask, flow)
-    if valid is not None:
-        inside = inside & valid
-    cm = confusion_matrix(cur_mask, warped, num_classes, IGNORE, inside)
-    inter = np.diag(cm).astype(np.int64)
-    union = (cm.sum(0) + cm.sum(1) - np.diag(cm)).astype(np.int64)
-    total = int(cm.sum())
-    return Agreement(mean_iou(cm), float(inter.sum() / total) if total else float("nan"), inter, union)
 
 
 class RaftFlow:
@@ -104,19 +80,17 @@ class RaftFlow:
 
 
 def make_flow(kind: str):
-    """None (no TC), "gt", a FlowEstimator (DIS) or a RaftFlow."""
-    if kind == "none":
-        return None
+    """None (no TC), "gt" (the dataset's flow), a RaftFlow, or the estimator of
+    :func:`stt_ros.metrics.make_flow` (``dis``: DIS ``fast`` at half size, ``dis:<preset>``, ``none``)."""
     if kind == "gt":
         return "gt"
-    if kind == "dis" or kind.startswith("dis:"):
-        from stt_ros.metrics import FlowEstimator
-
-        return FlowEstimator(kind.split(":", 1)[1] if ":" in kind else "fast")
     if kind.startswith("raft:"):
         return RaftFlow(kind.split(":", 1)[1])
-    raise ConfigError(f"flow={kind!r}: choose dis, dis:<preset> (ultrafast, fast, medium), gt, raft:<checkpoint> "
-                      f"or none")
+    try:
+        return make_estimated_flow(kind)
+    except ValueError:
+        raise ConfigError(f"flow={kind!r}: choose dis, dis:<preset> (ultrafast, fast, medium), gt, "
+                          f"raft:<checkpoint> or none") from None
 
 
 def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], dataset: ClipDataset,
@@ -174,7 +148,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
                         fl, valid = read_flow_png(seq.flows[i])
                     else:
                         fl, valid = estimator.backward(prev_img, img), None
-                    seq_tc.add(masked_agreement(prev_pred, pred, fl, n, valid))
+                    seq_tc.add(pair_agreement(prev_pred, pred, fl, n, valid))
                 prev_pred, prev_img = pred, img
                 bar.update(1)
             cm.merge(seq_cm)
@@ -245,7 +219,7 @@ def evaluate_experiment(cfg, weights: str, split: str | None = None, flow: str |
     ds, seqs = eval_dataset(cfg.data.dataset, cfg.data.root, split or cfg.data.val_split, model_cfg, cfg.data.stride)
     seqs = seqs[:max_sequences] if max_sequences else seqs
     res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=progress,
-                             names=class_names(cfg.data.dataset, model_cfg.num_classes))
+                             names=class_names(model_cfg.num_classes, cfg.data.dataset))
     res.update(dataset=cfg.data.dataset, split=split or cfg.data.val_split)
     write_results(res, out_json, out_md)
     return res
@@ -328,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ds, seqs = eval_dataset(dataset, root, split, model_cfg, stride, args.frames)
         seqs = seqs[: args.max_sequences] if args.max_sequences else seqs
         res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=not args.no_progress,
-                                 names=class_names(dataset, model_cfg.num_classes), memory=args.memory)
+                                 names=class_names(model_cfg.num_classes, dataset), memory=args.memory)
         res.update(dataset=dataset, split=split)
         write_results(res, args.json, args.markdown)
     except (ConfigError, DatasetError, ValueError, OSError) as exc:

@@ -39,9 +39,9 @@ import cv2
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig
-from stt_ros.metrics import ConfusionMatrix, TCAccumulator
+from stt_ros.metrics import ConfusionMatrix, TCAccumulator, pair_agreement
 from stt_train.datasets import DatasetError, read_label, read_rgb
-from stt_train.evaluate import eval_dataset, masked_agreement, model_config_from_weights
+from stt_train.evaluate import eval_dataset, model_config_from_weights
 
 
 def network_input(img: np.ndarray, cfg: STTConfig):
@@ -150,7 +150,7 @@ def headroom(weights: str, root: str, split: str, depths: list[int], max_sequenc
                     cm.update(pred, label)
                     nll.add(fused, label, logits=at == "features")
                 if flow is not None:
-                    tc.add(masked_agreement(prev[k], pred, flow, n, valid))
+                    tc.add(pair_agreement(prev[k], pred, flow, n, valid))
                 prev[k] = pred
             frames += 1
     return {k: {"miou": 100 * cm.miou(), "tc": 100 * tc.value(), "nll": nll.value(), "frames": frames,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from stt_ros.config import STTConfig
-from stt_ros.metrics import ConfusionMatrix, TCAccumulator, mean_iou
+from stt_ros.metrics import ConfusionMatrix, TCAccumulator, mean_iou, pair_agreement
 from stt_ros.model.zoo import build_model
 from stt_ros.weights import save_weights
 from stt_train.datasets import cityscapes_label_lut
 from stt_train.evaluate import main as eval_main
-from stt_train.evaluate import markdown, masked_agreement
+from stt_train.evaluate import markdown
 from stt_train.synthdrive import train_to_label_id
 
 
@@ -55,14 +55,14 @@ def test_tc_is_100_for_a_static_scene_and_drops_with_flicker() -> None:
     zero = np.zeros((24, 32, 2), np.float32)
     static, flicker = TCAccumulator(19), TCAccumulator(19)
     for t in range(6):
-        static.add(masked_agreement(mask, mask, zero, 19))
+        static.add(pair_agreement(mask, mask, zero, 19))
         cur = mask.copy()
         if t % 2:
             cur[:8] = 7  # a region that flickers between its class and class 7
         prev = mask.copy()
         if (t - 1) % 2 == 1:
             prev[:8] = 7
-        flicker.add(masked_agreement(prev, cur, zero, 19))
+        flicker.add(pair_agreement(prev, cur, zero, 19))
     assert static.value() == 1.0 and static.pairs == 6
     assert flicker.value() < 0.8
 
@@ -72,7 +72,7 @@ def test_tc_hand_made_cases_with_known_answers() -> None:
     cur = prev.copy()
     cur[0] = 1  # 4 of 16 pixels change class
     zero = np.zeros((4, 4, 2), np.float32)
-    a = masked_agreement(prev, cur, zero, 19)
+    a = pair_agreement(prev, cur, zero, 19)
     # class 0: intersection 12, union 16; class 1: intersection 0, union 4
     assert a.intersection[:2].tolist() == [12, 0] and a.union[:2].tolist() == [16, 4]
     assert a.miou == pytest.approx((12 / 16 + 0) / 2) and a.pixel_agreement == pytest.approx(12 / 16)
@@ -81,12 +81,12 @@ def test_tc_hand_made_cases_with_known_answers() -> None:
     moved_prev[1] = 1
     down = zero.copy()
     down[..., 1] = 1
-    b = masked_agreement(moved_prev, cur, down, 19)
+    b = pair_agreement(moved_prev, cur, down, 19)
     assert b.miou == 1.0 and b.union.sum() == 12  # the last row's source is outside: not compared
     # a validity mask (occlusion) removes pixels from the comparison
     valid = np.ones((4, 4), bool)
     valid[0] = False
-    c = masked_agreement(prev, cur, zero, 19, valid)
+    c = pair_agreement(prev, cur, zero, 19, valid)
     assert c.miou == 1.0 and c.union.sum() == 12
     # accumulated over pairs: intersections and unions summed, then averaged over classes
     tc = TCAccumulator(19)
