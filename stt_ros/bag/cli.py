@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stt_ros.bag.source import BagError, BagSource, typestore
 from stt_ros.config import ConfigError, STTConfig, load_config, resolve_weights
+from stt_ros.metrics import TC_PROTOCOLS
 from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
 from stt_ros.viz import class_names
 
@@ -90,7 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "outputs (drops included)")
     p.add_argument("--rate", type=float, default=1.0, help="--through-node playback speed factor (default 1.0)")
     p.add_argument("--domain-id", type=int, help="--through-node ROS_DOMAIN_ID (default: the environment's)")
-    p.add_argument("--flow", default="dis", help="optical flow for TC: dis (DIS fast, as stt-eval), dis:<preset>, none")
+    p.add_argument("--flow", default="dis", help="optical flow for TC: dis (as the node: DIS fast at half the network "
+                   "size), dis:<preset> (ultrafast, fast, medium at full size), none (no TC)")
+    p.add_argument("--tc-protocol", choices=TC_PROTOCOLS, default="stt_ros",
+                   help="the sequence TC reported: stt_ros (the node's per-frame TC at the network size, summed over "
+                   "pairs) or etc (ETC's eval_tc.py on the camera-size masks, for published tables: forward flow, "
+                   "bilinear class ids, clamped borders, mean over all classes); per-frame TC stays the node's")
     p.add_argument("--max-frame-gap", type=float, default=DEFAULT_MAX_GAP_S,
                    help="reset a camera's ring buffer when stamps jump forward by more than this (s), as the node")
     p.add_argument("--palette", default=None, help="cityscapes or camvid (default: from the number of classes)")
@@ -126,13 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                                   "sourced ROS 2 workspace or `make setup`'s .venv; without them, drop --through-node")
         cfg = model_config(args)
         pal = args.palette or ("camvid" if cfg.num_classes == 11 else "cityscapes")
-        settings = EvalSettings(flow=args.flow, max_gap_s=args.max_frame_gap, overlay_alpha=args.overlay_alpha,
+        settings = EvalSettings(flow=args.flow, tc_protocol=args.tc_protocol, max_gap_s=args.max_frame_gap,
+                                overlay_alpha=args.overlay_alpha,
                                 palette=pal, samples=args.samples, rate=args.rate, domain_id=args.domain_id,
                                 progress=not args.no_progress)
-        from stt_ros.bag.metrics import make_flow
         from stt_ros.viz import palette
 
-        make_flow(args.flow)
         if len(palette(pal)) < cfg.num_classes:
             raise ConfigError(f"palette {pal} has {len(palette(pal))} colours for {cfg.num_classes} classes")
         source = BagSource(args.bag)
@@ -174,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     source.close()
     results = {
         "bag": str(args.bag), "mode": "through-node" if args.through_node else "offline", "rate": args.rate,
-        "flow": args.flow, "model": cfg.to_dict(), "wall_s": time.perf_counter() - t0,
+        "flow": args.flow, "tc_protocol": args.tc_protocol, "model": cfg.to_dict(), "wall_s": time.perf_counter() - t0,
         "error": run.error, "skipped_topics": skipped, "output_bag": "bag/", "node": node_info,
         "cameras": [run.metrics[c.topic].summary() for c in cams],
     }

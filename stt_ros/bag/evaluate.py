@@ -1,8 +1,8 @@
 """Bag replay evaluation: every camera frame of a bag through the node's streaming pipeline.
 
-* Offline (:func:`run_offline`): frames in bag order through one :class:`StreamingSegmenter` per
-  camera (sharing one backend), with the node's ring-buffer reset rule
-  (:class:`stt_ros.runtime.stream_policy.StreamPolicy`); outputs computed as the node computes them.
+* Offline (:func:`run_offline`): frames in bag order through one
+  :class:`stt_ros.runtime.camera.CameraPipeline` per camera (sharing one backend), the class the
+  node runs: the same reset rule, masks, overlays and per-frame temporal consistency.
 * Online (:func:`run_online`): ``python -m stt_ros.ros.replay`` plays the bag onto ROS topics at
   the recorded speed (times a rate factor), runs stt_node in a subprocess over DDS on loopback and
   records what the node published; here the recording is paired with the input frames by header
@@ -30,8 +30,9 @@ from stt_ros.bag.metrics import CameraMetrics
 from stt_ros.bag.output import OutputBag, output_topics
 from stt_ros.bag.source import COMPRESSED, IMAGE, IMAGE_TYPES, BagError, BagSource
 from stt_ros.config import STTConfig
+from stt_ros.metrics import TC_FLOW_PRESET, TC_FLOW_SCALE, TC_PROTOCOLS, Agreement, make_flow
 from stt_ros.runtime.images import ImageError, compressed_to_rgb, image_to_rgb, mono8_to_array
-from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S, StreamPolicy
+from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
 from stt_ros.viz import colorize, overlay, palette
 
 #: last topic components that name a camera's image rather than the camera
@@ -71,7 +72,8 @@ class Camera:
 
 @dataclass
 class EvalSettings:
-    flow: str = "dis"
+    flow: str = "dis"  # dis (the node's TC flow), dis:<preset> or none (no TC)
+    tc_protocol: str = "stt_ros"  # or etc: the sequence TC by ETC's protocol (stt_ros.metrics)
     max_gap_s: float = DEFAULT_MAX_GAP_S
     overlay_alpha: float = 0.5
     palette: str = "cityscapes"
@@ -79,6 +81,20 @@ class EvalSettings:
     rate: float = 1.0  # online: playback speed factor
     domain_id: int | None = None  # online: ROS_DOMAIN_ID (default: the environment's)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tc_protocol not in TC_PROTOCOLS:
+            raise ValueError(f"tc protocol {self.tc_protocol!r}: choose {' or '.join(TC_PROTOCOLS)}")
+        make_flow(self.flow)  # ValueError for an unknown flow
+
+    def pipeline_settings(self):  # noqa: ANN201 (a PipelineSettings; imported here: the runtime loads torch)
+        """The camera pipeline's settings for ``flow`` (as the node's tc_enabled/flow_* parameters)."""
+        from stt_ros.runtime.camera import PipelineSettings
+
+        preset, scale = (TC_FLOW_PRESET, TC_FLOW_SCALE) if self.flow in ("dis", "none") else \
+            (self.flow.split(":", 1)[1], 1.0)
+        return PipelineSettings(max_gap_s=self.max_gap_s, tc_enabled=self.flow != "none", flow_preset=preset,
+                                flow_scale=scale, overlay_alpha=self.overlay_alpha)
 
 
 def camera_name(topic: str) -> str:
@@ -175,13 +191,12 @@ class Run:
 
     def __init__(self, source: BagSource, cams: list[Camera], cfg: STTConfig, settings: EvalSettings,
                  out_bag: OutputBag, class_names: list[str] | None = None) -> None:
-        from stt_ros.bag.metrics import make_flow
-
         self.source, self.cams, self.cfg, self.settings, self.out = source, cams, cfg, settings, out_bag
         self.by_topic = {c.topic: c for c in cams}
         self.by_label = {c.label_topic: c for c in cams if c.label_topic}
-        self.metrics = {c.topic: CameraMetrics(c.name, c.topic, c.label_topic, cfg.num_classes,
-                                               make_flow(settings.flow), class_names) for c in cams}
+        etc = settings.tc_protocol == "etc" and settings.flow != "none"
+        self.metrics = {c.topic: CameraMetrics(c.name, c.topic, c.label_topic, cfg.num_classes, class_names,
+                                               make_flow(settings.flow) if etc else None) for c in cams}
         self.palette = palette(settings.palette)
         self.ts = out_bag.ts
         self.counts = {c.topic: 0 for c in cams}  # camera frames seen so far
@@ -217,12 +232,11 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
     from tqdm import tqdm
 
     from stt_ros.runtime import StreamingSegmenter, create_backend
+    from stt_ros.runtime.camera import CameraPipeline
 
     backend = create_backend(run.cfg, model)
-    segs = {c.topic: StreamingSegmenter(backend, "input") for c in run.cams}
-    policies = {c.topic: StreamPolicy(run.settings.max_gap_s) for c in run.cams}
-    counters = {c.topic: {"processed": 0, "rejected": 0, "resets": 0, "dropped": 0} for c in run.cams}
-    alpha = run.settings.overlay_alpha
+    pipes = {c.topic: CameraPipeline(StreamingSegmenter(backend, "input"), run.settings.pipeline_settings(),
+                                     run.palette) for c in run.cams}
     with tqdm(total=run.total_frames(), unit="frame", desc="stt-bag-eval", disable=not run.settings.progress,
               dynamic_ncols=True) as bar:
         try:
@@ -230,7 +244,7 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
                 if m.topic in run.by_label:
                     run.on_label(m)
                     continue
-                cam, met, cnt = run.by_topic[m.topic], run.metrics[m.topic], counters[m.topic]
+                cam, met, pipe = run.by_topic[m.topic], run.metrics[m.topic], pipes[m.topic]
                 index = run.counts[m.topic]
                 run.counts[m.topic] += 1
                 bar.update(1)
@@ -239,39 +253,46 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
                 try:
                     msg, stamp, rgb = decode_frame(run.ts, m.raw, m.msgtype)
                 except ImageError as exc:
-                    cnt["rejected"] += 1
+                    pipe.reject()
                     met.add_dropped(m.log_time, str(exc))
                     continue
                 run.first_stamp.setdefault(m.topic, stamp)
                 if skip and stamp in skip.get(m.topic, ()):
-                    cnt["dropped"] += 1
+                    pipe.count_dropped()
                     met.add_dropped(stamp)
                     continue
-                reason = policies[m.topic].check(stamp / 1e9, rgb.shape[:2]) or ""
-                seg = segs[m.topic]
-                if reason:
-                    seg.reset()
-                    cnt["resets"] += 1
-                fill = seg.fill
-                res = seg.process(rgb)
-                color = colorize(res.mask, run.palette)
-                over = overlay(rgb, color, alpha)
+                frame = pipe.process(rgb, stamp / 1e9, color=True, with_overlay=True)
                 e2e = (time.perf_counter() - t0) * 1e3
-                rec = met.add_frame(stamp, rgb, res.mask, res.timings["total_ms"], e2e, reason)
-                cnt["processed"] += 1
+                res, tc = frame.result, frame.tc
+                rec = met.add_frame(stamp, rgb, frame.mask, res.timings["total_ms"], e2e, frame.reset, tc)
                 topics = output_topics(cam.name)
-                run.out.write_image(topics["mask"], res.mask, msg.header, m.log_time)
-                run.out.write_image(topics["color_mask"], color, msg.header, m.log_time)
-                run.out.write_image(topics["overlay"], over, msg.header, m.log_time)
+                c = pipe.counters
+                run.out.write_image(topics["mask"], frame.mask, msg.header, m.log_time)
+                run.out.write_image(topics["color_mask"], frame.color, msg.header, m.log_time)
+                run.out.write_image(topics["overlay"], frame.overlay, msg.header, m.log_time)
                 run.out.write_tc(topics["temporal_consistency"], msg.header, m.log_time, camera_name=cam.name,
                                  tc_valid=bool(np.isfinite(rec.tc)), tc_miou=rec.tc, tc_pixel_agreement=rec.tc_pixel,
+                                 tc_class_intersection=_counts(tc, "intersection"),
+                                 tc_class_union=_counts(tc, "union"),
                                  inference_latency_ms=rec.inference_ms, end_to_end_latency_ms=e2e,
-                                 ring_buffer_fill=fill, ring_buffer_capacity=seg.capacity,
-                                 frames_dropped=cnt["dropped"], frames_rejected=cnt["rejected"],
-                                 buffer_resets=cnt["resets"], frames_processed=cnt["processed"])
-                run.keep_sample(cam, index, stamp, over)
+                                 ring_buffer_fill=frame.buffer_fill, ring_buffer_capacity=pipe.capacity,
+                                 frames_dropped=c.dropped, frames_rejected=c.rejected,
+                                 buffer_resets=c.resets, frames_processed=c.processed)
+                run.keep_sample(cam, index, stamp, frame.overlay)
         except BagError as exc:
             run.error = str(exc)
+
+
+def _counts(tc: Agreement | None, which: str) -> np.ndarray:
+    return getattr(tc, which).astype(np.uint32) if tc is not None else np.zeros(0, np.uint32)
+
+
+def agreement_from_message(tc_msg) -> Agreement | None:  # noqa: ANN001
+    """The frame's TC as the node published it (None when it has none)."""
+    if not tc_msg.tc_valid or len(tc_msg.tc_class_union) == 0:
+        return None
+    return Agreement(float(tc_msg.tc_miou), float(tc_msg.tc_pixel_agreement),
+                     np.asarray(tc_msg.tc_class_intersection, np.int64), np.asarray(tc_msg.tc_class_union, np.int64))
 
 
 # ---------------------------------------------------------------------- online
@@ -280,10 +301,12 @@ def node_parameters(cams: list[Camera], cfg: STTConfig, settings: EvalSettings) 
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.to_dict().items()}
     if params.get("weights"):
         params["weights"] = str(Path(params["weights"]).resolve())
+    pipe = settings.pipeline_settings()
     params.update(camera_names=[c.name for c in cams], camera_topics=[c.node_topic for c in cams],
                   camera_transports=["compressed" if c.compressed else "raw" for c in cams],
                   mask_resolution="camera", max_frame_gap_s=float(settings.max_gap_s),
-                  overlay_alpha=float(settings.overlay_alpha), palette=settings.palette)
+                  overlay_alpha=float(settings.overlay_alpha), palette=settings.palette,
+                  tc_enabled=pipe.tc_enabled, flow_preset=pipe.flow_preset, flow_scale=float(pipe.flow_scale))
     return params
 
 
@@ -396,16 +419,18 @@ def merge_recording(run: Run, recording: Path, summary: dict) -> None:
                     continue
                 inference = float("nan")
                 reset = ""
+                tc = None
                 if got_tc is not None:
                     tc_msg = run.ts.deserialize_cdr(got_tc[1], got_tc[0])
                     inference = float(tc_msg.inference_latency_ms)
+                    tc = agreement_from_message(tc_msg)
                     if int(tc_msg.buffer_resets) > last_resets[m.topic]:
                         reset = f"node reset its ring buffer (buffer_resets {last_resets[m.topic]} -> " \
                                 f"{int(tc_msg.buffer_resets)})"
                         last_resets[m.topic] = int(tc_msg.buffer_resets)
                 send_ns = sent.get(cam.publish_topic, {}).get(stamp)
                 e2e = (got_mask[2] - send_ns) / 1e6 if send_ns is not None else float("nan")
-                met.add_frame(stamp, rgb, mask, inference, e2e, reset)
+                met.add_frame(stamp, rgb, mask, inference, e2e, reset, tc)
                 for kind, item in got.items():
                     if item is not None:
                         run.out.write_raw(topics[kind], item[0], m.log_time, item[1])

@@ -1,17 +1,20 @@
 """Per-camera metrics of a replayed bag: TC over time, latency, drops, resets and mIoU.
 
 One :class:`CameraMetrics` per camera is fed every input frame in bag order, either with the
-mask computed for it (offline: the StreamingSegmenter here; online: the mask stt_node published)
-or as dropped, plus the label images of the bag's label topic. TC and mIoU are computed exactly as
-``stt-eval`` computes them (:mod:`stt_train.evaluate`), so a SynthDrive bag and the same sequence
-in the Cityscapes layout give the same numbers:
+mask computed for it and its temporal consistency (offline: the camera pipeline here; online: the
+mask and TemporalConsistency message stt_node published) or as dropped, plus the label images of
+the bag's label topic.
 
-* TC (ETC): the previous processed frame's mask is warped onto the current one with backward
-  optical flow between the two camera images (OpenCV DIS, ``fast`` preset at camera resolution by
-  default, like ``stt-eval --flow dis``); intersections and unions are summed over all pairs, then
-  averaged over classes. The per-pair mIoU is kept as the TC-over-time curve. No pair spans a
-  ring-buffer reset (the node does the same).
-* mIoU: one confusion matrix over every frame whose label (same header stamp) is in the bag.
+* TC, ``stt_ros`` protocol (default): the one definition of :mod:`stt_ros.runtime.camera` — each
+  frame's agreement with the previous one at the network input size, as the node publishes it
+  live. Per-class intersections and unions are summed over all pairs, then IoU is averaged over
+  classes that occurred; the per-pair mIoU is the TC-over-time curve. No pair spans a reset.
+* TC, ``etc`` protocol (``--tc-protocol etc``): ETC's own evaluation
+  (:func:`stt_ros.metrics.etc_pair`) on the camera-size masks and images, as published tables are
+  computed at the dataset's resolution: mask t+1 warped onto frame t with forward DIS flow, bilinear
+  class ids, clamped borders, mean over all classes. The per-frame curve stays the node's.
+* mIoU: one confusion matrix over every frame whose label (same header stamp) is in the bag, at the
+  camera size (as ``stt-eval``).
 """
 
 from __future__ import annotations
@@ -21,20 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stt_ros.metrics import ConfusionMatrix, FlowEstimator, TCAccumulator, pair_agreement, percent_by_class
+from stt_ros.metrics import (
+    Agreement,
+    ConfusionMatrix,
+    ETCAccumulator,
+    FlowEstimator,
+    TCAccumulator,
+    percent_by_class,
+)
 
 PENDING = 64  # predictions / labels waiting for their partner (same stamp), per camera
-
-
-def make_flow(kind: str) -> FlowEstimator | None:
-    """``dis`` (DIS fast preset, as stt-eval), ``dis:<preset>`` or ``none``."""
-    if kind == "none":
-        return None
-    if kind == "dis":
-        return FlowEstimator("fast")
-    if kind.startswith("dis:"):
-        return FlowEstimator(kind.split(":", 1)[1])
-    raise ValueError(f"flow {kind!r}: choose dis, dis:<preset> (ultrafast, fast, medium) or none")
 
 
 @dataclass
@@ -61,33 +60,39 @@ class CameraMetrics:
     """Metrics of one camera stream (see the module docstring)."""
 
     def __init__(self, name: str, topic: str, label_topic: str | None, num_classes: int,
-                 flow: FlowEstimator | None, class_names: list[str] | None = None) -> None:
+                 class_names: list[str] | None = None, etc_flow: FlowEstimator | None = None) -> None:
+        """``etc_flow``: compute the sequence TC with ETC's protocol and this flow instead."""
         self.name, self.topic, self.label_topic = name, topic, label_topic
         self.num_classes = num_classes
-        self.flow = flow
         self.class_names = class_names or [f"class_{i}" for i in range(num_classes)]
         self.frames: list[FrameRecord] = []
         self.cm = ConfusionMatrix(num_classes)
         self.tc = TCAccumulator(num_classes)
+        self.etc_flow = etc_flow
+        self.etc = ETCAccumulator(num_classes) if etc_flow is not None else None
         self.labelled = 0
         self.label_errors: list[str] = []  # the first few, for the report
         self.label_error_count = 0
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (rgb, mask) of the last processed frame
+        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # (rgb, mask) of the last frame, for ETC
         self._preds: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self._labels: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ feeding
     def add_frame(self, stamp_ns: int, rgb: np.ndarray, mask: np.ndarray, inference_ms: float,
-                  end_to_end_ms: float, reset: str = "") -> FrameRecord:
+                  end_to_end_ms: float, reset: str = "", tc: Agreement | None = None) -> FrameRecord:
+        """A processed frame; ``tc``: its agreement with the previous frame as the pipeline computed
+        it (None after a reset, on the first frame, or without TC)."""
         rec = FrameRecord(stamp_ns, True, reset, inference_ms=inference_ms, end_to_end_ms=end_to_end_ms)
+        if tc is not None:
+            self.tc.add(tc)
+            rec.tc, rec.tc_pixel = tc.miou, tc.pixel_agreement
         if reset:
             self._prev = None
-        if self.flow is not None and self._prev is not None and self._prev[0].shape == rgb.shape:
-            prev_rgb, prev_mask = self._prev
-            agreement = pair_agreement(prev_mask, mask, self.flow.backward(prev_rgb, rgb), self.num_classes)
-            self.tc.add(agreement)
-            rec.tc, rec.tc_pixel = agreement.miou, agreement.pixel_agreement
-        self._prev = (rgb, mask)
+        if self.etc is not None:
+            if self._prev is not None and self._prev[0].shape == rgb.shape:
+                prev_rgb, prev_mask = self._prev  # forward flow of the earlier frame: where its pixels go
+                self.etc.update(prev_mask, mask, self.etc_flow.backward(rgb, prev_rgb))
+            self._prev = (rgb, mask)
         self.frames.append(rec)
         label = self._labels.pop(stamp_ns, None)
         if label is not None:
@@ -130,6 +135,11 @@ class CameraMetrics:
 
     # ------------------------------------------------------------------ results
     @property
+    def sequence_tc(self) -> TCAccumulator | ETCAccumulator:
+        """The accumulator of the chosen protocol."""
+        return self.etc if self.etc is not None else self.tc
+
+    @property
     def processed(self) -> list[FrameRecord]:
         return [f for f in self.frames if f.processed]
 
@@ -143,13 +153,16 @@ class CameraMetrics:
             "camera": self.name, "topic": self.topic, "label_topic": self.label_topic,
             "frames": len(self.frames), "processed": len(done), "dropped": len(dropped), "rejected": len(rejected),
             "resets": sum(1 for f in done if f.reset), "duration_s": duration,
-            "tc": 100 * self.tc.value() if self.tc.pairs else None, "tc_pairs": self.tc.pairs,
+            "tc_protocol": "etc" if self.etc is not None else "stt_ros",
+            "tc": 100 * self.sequence_tc.value() if self.sequence_tc.pairs else None,
+            "tc_pairs": self.sequence_tc.pairs,
             "tc_frame_mean": _nanmean([f.tc for f in done]),
             "tc_frame_min": _nanmin([f.tc for f in done]),
             "miou": 100 * self.cm.miou() if labelled else None, "labelled_frames": self.labelled,
             "pixel_accuracy": 100 * self.cm.pixel_accuracy() if labelled else None,
             "per_class_iou": percent_by_class(self.cm.iou(), self.class_names) if labelled else {},
-            "per_class_tc": percent_by_class(self.tc.per_class(), self.class_names) if self.tc.pairs else {},
+            "per_class_tc": percent_by_class(self.sequence_tc.per_class(), self.class_names)
+            if self.sequence_tc.pairs else {},
             "inference_ms": stats([f.inference_ms for f in done]),
             "end_to_end_ms": stats([f.end_to_end_ms for f in done]),
             "label_errors": self.label_errors, "label_error_count": self.label_error_count,

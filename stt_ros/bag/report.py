@@ -83,12 +83,24 @@ def write_samples(folder: Path, strip_path: Path, slug: str, samples: list[tuple
     return paths
 
 
+TC_TEXT = {
+    "stt_ros": "TC (stt_ros protocol, as the node publishes it): the previous class map warped onto the frame by "
+               "optical flow at the network input size (nearest; pixels leaving the image not compared), "
+               "intersections and unions summed over all frame pairs, mean over classes present; per frame: the "
+               "pair's mIoU.",
+    "etc": "TC (ETC's protocol, eval_tc.py): mask t+1 warped onto frame t with forward flow at the camera size "
+           "(bilinear class ids, clamped borders), intersections and unions summed over all pairs, mean over all "
+           "classes; per frame: the node's TC (stt_ros protocol).",
+}
+
+
 def markdown(results: dict[str, Any], pictures: dict[str, dict[str, str]]) -> str:
     r = results
     lines = [f"# Bag evaluation: {r['bag']}", "",
              f"Mode: **{r['mode']}**{' (rate x' + str(r['rate']) + ')' if r['mode'] == 'through-node' else ''}; "
              f"model {r['model']['model']} at {r['model']['input_height']}x{r['model']['input_width']}, "
-             f"T={r['model']['key_frames']}, weights `{r['model']['weights'] or 'random'}`; TC flow {r['flow']}; "
+             f"T={r['model']['key_frames']}, weights `{r['model']['weights'] or 'random'}`; TC flow {r['flow']}, "
+             f"protocol {r.get('tc_protocol', 'stt_ros')}; "
              f"{r['wall_s']:.1f} s wall.", ""]
     if r.get("error"):
         lines += [f"**The bag is damaged:** {r['error']}", ""]
@@ -102,8 +114,7 @@ def markdown(results: dict[str, Any], pictures: dict[str, dict[str, str]]) -> st
                      f"{_fmt(c['tc_frame_mean'])} / {_fmt(c['tc_frame_min'])} | {_fmt(inf['p50'])} / "
                      f"{_fmt(inf['p90'])} | {_fmt(e2e['p50'])} / {_fmt(e2e['p90'])} |")
     lines.append("")
-    lines.append("TC: the previous mask warped onto the frame by optical flow, intersections and unions summed over "
-                 "all frame pairs (as `stt-eval`). mIoU: frames whose label (same stamp) is in the bag. "
+    lines.append(TC_TEXT[r.get("tc_protocol", "stt_ros")] + " mIoU: frames whose label (same stamp) is in the bag. "
                  "End to end: " + ("from publishing the frame to receiving its mask." if r["mode"] == "through-node"
                                    else "decoding, model, colour mask and overlay (no transport offline)."))
     lines.append("")

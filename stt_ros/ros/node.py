@@ -9,7 +9,10 @@ stt_node``); in the pip environment::
 
 Design:
 
-* One shared model (backend); one StreamingSegmenter, with its own ring buffer, per camera.
+* ROS input/output around :class:`stt_ros.runtime.camera.CameraPipeline`, the per-camera pipeline
+  (reset policy, segmentation, colour/overlay, temporal consistency, counters) that stt-bag-eval
+  drives offline too, so a bag's report and the live node agree. One shared model (backend); one
+  pipeline, with its own ring buffer, per camera.
 * Latest frame wins: subscription callbacks only park the newest message of each camera in a
   one-slot mailbox (a frame still waiting there is dropped and counted); a worker thread takes
   frames from the mailboxes round-robin and runs the model, so nothing queues without bound and
@@ -42,17 +45,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from stt_ros.config import ConfigError
-from stt_ros.metrics import FlowEstimator, pair_agreement
 from stt_ros.msg import TemporalConsistency
 from stt_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb, numpy_to_image
 from stt_ros.ros.params import declare_parameters, read_settings, settings_with
 from stt_ros.ros.settings import NodeSettings
 from stt_ros.runtime import StreamingSegmenter, create_backend
-from stt_ros.runtime.stream_policy import StreamPolicy
-from stt_ros.viz import colorize, make_palette, overlay, palette
+from stt_ros.runtime.camera import WINDOW, CameraPipeline, PipelineSettings
+from stt_ros.viz import make_palette, palette
 from stt_ros.weights import WeightsError
-
-WINDOW = 50  # samples kept for the diagnostics' means
 
 
 def stamp_seconds(header) -> float:  # noqa: ANN001
@@ -61,31 +61,27 @@ def stamp_seconds(header) -> float:  # noqa: ANN001
 
 @dataclass
 class CameraStream:
-    """Everything the node keeps for one camera."""
+    """What the node keeps for one camera around its pipeline: topics, the mailbox, input counters."""
 
     name: str
     topic: str
-    segmenter: StreamingSegmenter
+    pipeline: CameraPipeline
     pubs: dict
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `pending` and counters
-    busy: threading.Lock = field(default_factory=threading.Lock)  # held while the model runs
-    pending: tuple | None = None  # (msg, receive time) waiting to be processed
+    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `pending` and the input counters
+    busy: threading.Lock = field(default_factory=threading.Lock)  # held while the pipeline runs
+    pending: tuple | None = None  # (msg, receive time, compressed) waiting to be processed
     received: int = 0
-    dropped: int = 0
-    rejected: int = 0
-    resets: int = 0
-    processed: int = 0
-    policy: StreamPolicy = field(default_factory=StreamPolicy)  # when to reset the ring buffer
-    prev_net: np.ndarray | None = None  # previous frame at network size (for optical flow)
-    prev_mask: np.ndarray | None = None  # previous class map at network size
     last_error: str = ""
     last_error_log: float = 0.0
     last_receive: float | None = None
-    inference_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
     end_to_end_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
-    tc: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
     window_received: int = 0  # since the last diagnostics period
     window_dropped: int = 0
+
+
+def pipeline_settings(s: NodeSettings) -> PipelineSettings:
+    return PipelineSettings(max_gap_s=s.max_frame_gap_s, tc_enabled=s.tc_enabled, flow_preset=s.flow_preset,
+                            flow_scale=s.flow_scale, overlay_alpha=s.overlay_alpha)
 
 
 class STTNode(Node):
@@ -102,8 +98,7 @@ class STTNode(Node):
                 raise
             raise WeightsError(f"{exc} (set these parameters, or model_config to the YAML written beside the "
                                f"checkpoint, e.g. models/stt_bise18_synthdrive.yaml)") from None
-        self._palette = self._make_palette(self.settings)
-        self._flow = FlowEstimator(self.settings.flow_preset, self.settings.flow_scale)
+        lut = self._make_palette(self.settings)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         s = self.settings
@@ -121,7 +116,8 @@ class STTNode(Node):
                         "color_mask": self.create_publisher(Image, f"{name}/color_mask", out_qos),
                         "overlay": self.create_publisher(Image, f"{name}/overlay", out_qos),
                         "tc": self.create_publisher(TemporalConsistency, f"{name}/temporal_consistency", out_qos)}
-                stream = CameraStream(name, topic, StreamingSegmenter(self.backend, output_size), pubs)
+                pipeline = CameraPipeline(StreamingSegmenter(self.backend, output_size), pipeline_settings(s), lut)
+                stream = CameraStream(name, topic, pipeline, pubs)
                 if s.transport(i) == "compressed":
                     self.create_subscription(CompressedImage, f"{topic}/compressed",
                                              lambda m, st=stream: self._on_image(st, m, compressed=True), in_qos)
@@ -153,13 +149,13 @@ class STTNode(Node):
         try:
             new = settings_with(self.settings, params)
             new.validate()
-            new_palette = self._make_palette(new)
-            flow = self._flow
-            if (new.flow_preset, new.flow_scale) != (self.settings.flow_preset, self.settings.flow_scale):
-                flow = FlowEstimator(new.flow_preset, new.flow_scale)
+            lut, pipe = self._make_palette(new), pipeline_settings(new)
         except (ConfigError, ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self.settings, self._palette, self._flow = new, new_palette, flow
+        for stream in self.streams:
+            with stream.busy:
+                stream.pipeline.configure(pipe, lut)
+        self.settings = new
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ input
@@ -170,7 +166,7 @@ class STTNode(Node):
             stream.window_received += 1
             stream.last_receive = now
             if stream.pending is not None:
-                stream.dropped += 1
+                stream.pipeline.count_dropped()
                 stream.window_dropped += 1
             stream.pending = (msg, now, compressed)
         self._wake.set()
@@ -194,21 +190,18 @@ class STTNode(Node):
                                 self._reject(stream, f"processing failed: {type(exc).__name__}: {exc}")
 
     def _reject(self, stream: CameraStream, reason: str) -> None:
+        stream.pipeline.reject()
         with stream.lock:
-            stream.rejected += 1
             stream.last_error = reason
         now = time.monotonic()
         if now - stream.last_error_log > 5.0:  # one line per camera every 5 s at most
             stream.last_error_log = now
             self.get_logger().warning(f"{stream.name} ({stream.topic}): frame rejected: {reason} "
-                                      f"({stream.rejected} rejected so far)")
+                                      f"({stream.pipeline.counters.rejected} rejected so far)")
 
-    def _reset_stream(self, stream: CameraStream, reason: str) -> None:
-        stream.segmenter.reset()
-        stream.prev_net = stream.prev_mask = None
-        with stream.lock:
-            stream.resets += 1
-        self.get_logger().info(f"{stream.name}: ring buffer reset ({reason}); {stream.resets} resets so far")
+    def _log_reset(self, stream: CameraStream, reason: str) -> None:
+        self.get_logger().info(f"{stream.name}: ring buffer reset ({reason}); "
+                               f"{stream.pipeline.counters.resets} resets so far")
 
     # ------------------------------------------------------------------ processing
     def _process(self, stream: CameraStream, msg, received: float, compressed: bool) -> None:  # noqa: ANN001
@@ -217,48 +210,32 @@ class STTNode(Node):
         except ImageError as exc:
             self._reject(stream, str(exc))
             return
-        s = self.settings
-        stamp = stamp_seconds(msg.header)
-        size = rgb.shape[:2]
-        stream.policy.max_gap_s = s.max_frame_gap_s  # a dynamic parameter
-        reason = stream.policy.check(stamp, size)  # the rule stt-bag-eval applies offline too
-        if reason:
-            self._reset_stream(stream, reason)
+        pipe, header, pubs = stream.pipeline, msg.header, stream.pubs
+        stamp = stamp_seconds(header)
+        frame = pipe.segment(rgb, stamp)
+        if frame.reset:
+            self._log_reset(stream, frame.reset)
+        pubs["mask"].publish(numpy_to_image(frame.mask, "mono8", header))  # first: nothing below delays it
+        if pubs["color_mask"].get_subscription_count() > 0:
+            pubs["color_mask"].publish(numpy_to_image(pipe.colorize(frame), "rgb8", header))
+        if pubs["overlay"].get_subscription_count() > 0:
+            pubs["overlay"].publish(numpy_to_image(pipe.overlay(frame), "rgb8", header))
 
-        result = stream.segmenter.process(rgb)
-        header = msg.header
-        pubs = stream.pubs
-        pubs["mask"].publish(numpy_to_image(result.mask, "mono8", header))
-        want_color = pubs["color_mask"].get_subscription_count() > 0
-        want_overlay = pubs["overlay"].get_subscription_count() > 0
-        if want_color or want_overlay:
-            color = colorize(result.mask, self._palette)
-            if want_color:
-                pubs["color_mask"].publish(numpy_to_image(color, "rgb8", header))
-            if want_overlay:
-                base = rgb if result.mask.shape == rgb.shape[:2] else result.net_image
-                pubs["overlay"].publish(numpy_to_image(overlay(base, color, s.overlay_alpha), "rgb8", header))
-
+        tc = pipe.consistency(frame)
         tc_msg = TemporalConsistency(header=header, camera_name=stream.name, tc_valid=False,
                                      tc_miou=float("nan"), tc_pixel_agreement=float("nan"))
-        net_img = result.net_image
-        if s.tc_enabled and stream.prev_mask is not None and net_img is not None:
-            flow = self._flow.backward(stream.prev_net, net_img)
-            agreement = pair_agreement(stream.prev_mask, result.class_map_net, flow, self.config.num_classes)
-            tc_msg.tc_valid = bool(np.isfinite(agreement.miou))
-            tc_msg.tc_miou, tc_msg.tc_pixel_agreement = agreement.miou, agreement.pixel_agreement
-            if tc_msg.tc_valid:
-                stream.tc.append(agreement.miou)
-        stream.prev_net, stream.prev_mask = net_img, result.class_map_net
+        if tc is not None:
+            tc_msg.tc_valid = bool(np.isfinite(tc.miou))
+            tc_msg.tc_miou, tc_msg.tc_pixel_agreement = tc.miou, tc.pixel_agreement
+            tc_msg.tc_class_intersection = tc.intersection.astype(np.uint32).tolist()
+            tc_msg.tc_class_union = tc.union.astype(np.uint32).tolist()
         now_ros = self.get_clock().now().nanoseconds * 1e-9
-        tc_msg.inference_latency_ms = result.timings["total_ms"]
+        tc_msg.inference_latency_ms = frame.result.timings["total_ms"]
         tc_msg.end_to_end_latency_ms = max(0.0, (now_ros - stamp) * 1e3)
-        tc_msg.ring_buffer_fill, tc_msg.ring_buffer_capacity = result.buffer_fill, stream.segmenter.capacity
-        with stream.lock:
-            stream.processed += 1
-            tc_msg.frames_dropped, tc_msg.frames_rejected = stream.dropped, stream.rejected
-            tc_msg.buffer_resets, tc_msg.frames_processed = stream.resets, stream.processed
-        stream.inference_ms.append(result.timings["total_ms"])
+        tc_msg.ring_buffer_fill, tc_msg.ring_buffer_capacity = frame.buffer_fill, pipe.capacity
+        c = pipe.counters
+        tc_msg.frames_dropped, tc_msg.frames_rejected = c.dropped, c.rejected
+        tc_msg.buffer_resets, tc_msg.frames_processed = c.resets, c.processed
         stream.end_to_end_ms.append(tc_msg.end_to_end_latency_ms)
         pubs["tc"].publish(tc_msg)
 
@@ -266,8 +243,9 @@ class STTNode(Node):
     def _on_reset(self, request, response):  # noqa: ANN001, ANN201
         for stream in self.streams:
             with stream.busy:
-                self._reset_stream(stream, "~/reset service")
-                stream.policy.forget()  # a fresh start: the next frame is compared with nothing
+                stream.pipeline.reset()
+                stream.pipeline.forget()  # a fresh start: the next frame is compared with nothing
+                self._log_reset(stream, "~/reset service")
         response.success = True
         response.message = f"reset the ring buffers of {len(self.streams)} camera(s)"
         return response
@@ -277,13 +255,14 @@ class STTNode(Node):
         with stream.lock:
             received, dropped = stream.window_received, stream.window_dropped
             stream.window_received = stream.window_dropped = 0
-            counters = (stream.processed, stream.dropped, stream.rejected, stream.resets)
             total_received = stream.received
             last_receive, last_error = stream.last_receive, stream.last_error
+        pipe = stream.pipeline
+        c = pipe.counters
         period = s.diagnostics_period_s
-        lat = float(np.mean(stream.inference_ms)) if stream.inference_ms else float("nan")
+        lat = float(np.mean(pipe.inference_ms)) if pipe.inference_ms else float("nan")
         e2e = float(np.mean(stream.end_to_end_ms)) if stream.end_to_end_ms else float("nan")
-        tc = float(np.mean(stream.tc)) if stream.tc else float("nan")
+        tc = float(np.mean(pipe.recent_tc)) if pipe.recent_tc else float("nan")
         drop_rate = dropped / received if received else 0.0
         level, problems = DiagnosticStatus.OK, []
 
@@ -307,13 +286,12 @@ class STTNode(Node):
             worse(DiagnosticStatus.WARN, f"dropping {100 * drop_rate:.0f}% of frames")
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: {stream.name}", hardware_id=stream.name,
                                   message="; ".join(problems) or "OK")
-        processed, drops, rejected, resets = counters
         values = {"topic": stream.topic, "input_rate_hz": f"{received / period:.2f}",
                   "inference_latency_ms": f"{lat:.1f}", "end_to_end_latency_ms": f"{e2e:.1f}",
                   "temporal_consistency_miou": f"{tc:.3f}", "frames_received": str(total_received),
-                  "frames_processed": str(processed),
-                  "frames_dropped": str(drops), "frames_rejected": str(rejected), "buffer_resets": str(resets),
-                  "ring_buffer_fill": f"{stream.segmenter.fill}/{stream.segmenter.capacity}",
+                  "frames_processed": str(c.processed),
+                  "frames_dropped": str(c.dropped), "frames_rejected": str(c.rejected), "buffer_resets": str(c.resets),
+                  "ring_buffer_fill": f"{pipe.fill}/{pipe.capacity}",
                   "last_error": last_error}
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status

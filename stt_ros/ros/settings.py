@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from stt_ros.config import ConfigError, STTConfig, fits_annotation, short_repr
+from stt_ros.metrics import DIS_PRESETS, TC_FLOW_PRESET, TC_FLOW_SCALE
 from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
 
 TRANSPORTS = ("raw", "compressed")
 RELIABILITY = ("best_effort", "reliable")
 MASK_RESOLUTIONS = ("camera", "network")
 PALETTES = ("cityscapes", "camvid", "custom")
-FLOW_PRESETS = ("ultrafast", "fast", "medium")
+FLOW_PRESETS = tuple(DIS_PRESETS)
 
 
 def _f(default: Any, help: str, dynamic: bool = False, **kw: Any) -> Any:
@@ -55,11 +56,11 @@ class NodeSettings:
     max_frame_gap_s: float = _f(DEFAULT_MAX_GAP_S, "reset a camera's ring buffer when its header stamps jump "
                                 "forward by more than this (seconds); they also reset when the stamp goes backwards "
                                 "or the image size changes", dynamic=True, lo=0.0, hi=3600.0)
-    tc_enabled: bool = _f(True, "compute online temporal consistency (optical flow + warped agreement)",
-                          dynamic=True)
-    flow_preset: str = _f("ultrafast", "OpenCV DIS optical-flow preset for temporal consistency", dynamic=True,
+    tc_enabled: bool = _f(True, "compute online temporal consistency (optical flow + warped agreement, at the "
+                          "network input size; stt-bag-eval reports the same)", dynamic=True)
+    flow_preset: str = _f(TC_FLOW_PRESET, "OpenCV DIS optical-flow preset for temporal consistency", dynamic=True,
                           choices=FLOW_PRESETS)
-    flow_scale: float = _f(0.5, "optical flow runs on the network-size frames scaled by this factor",
+    flow_scale: float = _f(TC_FLOW_SCALE, "optical flow runs on the network-size frames scaled by this factor",
                            dynamic=True, lo=0.05, hi=1.0)
     diagnostics_period_s: float = _f(1.0, "period of /diagnostics (seconds)", lo=0.1, hi=60.0)
     latency_warn_ms: float = _f(250.0, "diagnostics WARN when mean inference latency exceeds this (ms)",

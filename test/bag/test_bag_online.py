@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stt_testing.bagtools import bag_frames, compressed_msg, masks_by_stamp, run_cli, typestore, write_bag
+from stt_testing.bagtools import bag_frames, compressed_msg, masks_by_stamp, run_cli, tc_by_stamp, typestore, write_bag
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def offline_masks(bag: Path, skip: set[int], topic: str = "/camera/image_raw") -> dict[int, np.ndarray]:
-    """Offline evaluation through the API, leaving out the frames the node dropped."""
+def offline_run(bag: Path, skip: set[int], topic: str = "/camera/image_raw") -> Path:
+    """Offline evaluation through the API, leaving out the frames the node dropped; its output bag."""
     from stt_ros.bag.cli import DEFAULT_CONFIG
     from stt_ros.bag.evaluate import EvalSettings, Run, run_offline, select_cameras
     from stt_ros.bag.output import OutputBag
@@ -31,7 +31,7 @@ def offline_masks(bag: Path, skip: set[int], topic: str = "/camera/image_raw") -
         run = Run(src, cams, cfg, EvalSettings(progress=False, samples=0), out_bag)
         run_offline(run, skip={topic: skip})
         out_bag.close()
-    return masks_by_stamp(out, f"/{cams[0].name}/mask")
+    return out
 
 
 @pytest.mark.parametrize("rate", [0.5, 10.0])
@@ -56,11 +56,26 @@ def test_online_masks_equal_offline(synth_bag: Path, tmp_path: Path, rate: float
     all_stamps = set(masks_by_stamp(out / "bag", "/camera/labels"))
     assert len(all_stamps) == 12
     dropped = all_stamps - set(online)
-    offline = offline_masks(synth_bag, dropped)
+    offline_bag = offline_run(synth_bag, dropped)
+    offline = masks_by_stamp(offline_bag)
     assert sorted(offline) == sorted(online)
     for stamp, mask in online.items():
         np.testing.assert_array_equal(mask, offline[stamp], err_msg=f"frame {stamp}")
     assert len({m.tobytes() for m in online.values()}) > 1  # the masks follow the drive
+
+    # the TC the node published for each frame is the one the offline evaluation computes
+    online_tc, offline_tc = tc_by_stamp(out / "bag"), tc_by_stamp(offline_bag)
+    assert sorted(online_tc) == sorted(offline_tc) == sorted(online)
+    valid = [s for s, (ok, *_) in online_tc.items() if ok]
+    assert len(valid) == cam["processed"] - 1  # every frame but the first has a previous one
+    for stamp, (ok, miou, inter, union) in online_tc.items():
+        o_ok, o_miou, o_inter, o_union = offline_tc[stamp]
+        assert ok == o_ok and (inter, union) == (o_inter, o_union), f"frame {stamp}"
+        if ok:
+            assert abs(miou - o_miou) <= 1e-6 and 0 < miou <= 1, f"frame {stamp}"
+    assert len({round(online_tc[s][1], 6) for s in valid}) > 1
+    summary = json.loads((out / "metrics.json").read_text())["cameras"][0]
+    assert summary["tc_pairs"] == len(valid) and summary["tc_protocol"] == "stt_ros"
 
     report = (out / "report.md").read_text()
     assert "Mode: **through-node**" in report and "node/node.log" in report
@@ -90,7 +105,8 @@ def test_compressed_topic_through_the_node(synth_bag: Path, tmp_path: Path) -> N
     assert "/front/image_raw" in params and "compressed" in params
     online = masks_by_stamp(tmp_path / "online" / "bag", "/front/mask")
     assert 2 <= len(online) <= 6
-    offline = offline_masks(bag, {t for t, _ in frames} - set(online), "/front/image_raw/compressed")
+    offline = masks_by_stamp(offline_run(bag, {t for t, _ in frames} - set(online), "/front/image_raw/compressed"),
+                             "/front/mask")
     assert sorted(offline) == sorted(online)
     for stamp, mask in online.items():
         np.testing.assert_array_equal(mask, offline[stamp])

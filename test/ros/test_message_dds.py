@@ -19,6 +19,7 @@ FIELDS = dict(
     camera_name="front_left", tc_valid=True, tc_miou=0.8125, tc_pixel_agreement=0.96875,
     inference_latency_ms=21.5, end_to_end_latency_ms=48.25, ring_buffer_fill=5, ring_buffer_capacity=7,
     frames_dropped=2**40 + 3, frames_rejected=11, buffer_resets=4, frames_processed=123456,
+    tc_class_intersection=[0, 7, 2**32 - 1], tc_class_union=[1, 9, 2**32 - 1],
 )
 
 PUBLISHER = textwrap.dedent(f"""
@@ -69,7 +70,7 @@ def test_temporal_consistency_roundtrip_between_processes() -> None:
         if isinstance(value, float):
             assert math.isclose(got, value, rel_tol=1e-6), name
         else:
-            assert got == value, name
+            assert list(got) == value if isinstance(value, list) else got == value, name
 
 
 def test_message_documents_units_and_types() -> None:
@@ -84,3 +85,4 @@ def test_message_documents_units_and_types() -> None:
     for name in ("frames_dropped", "frames_rejected", "buffer_resets", "frames_processed"):
         assert types[name] == "uint64", name
     assert types["ring_buffer_fill"] == "uint32"
+    assert types["tc_class_intersection"] == types["tc_class_union"] == "sequence<uint32>"

@@ -74,7 +74,8 @@ def bag_frames(bag: Path) -> list[tuple[int, np.ndarray]]:
     return out
 
 
-def masks_by_stamp(out_bag: Path, topic: str = "/camera/mask") -> dict[int, np.ndarray]:
+def messages_by_stamp(out_bag: Path, topic: str) -> dict[int, object]:
+    """header stamp -> deserialized message of ``topic`` in a bag."""
     from stt_ros.bag.source import BagSource
 
     ts = typestore()
@@ -82,6 +83,16 @@ def masks_by_stamp(out_bag: Path, topic: str = "/camera/mask") -> dict[int, np.n
     with BagSource(out_bag) as src:
         for m in src.messages([topic]):
             msg = ts.deserialize_cdr(m.raw, m.msgtype)
-            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-            res[stamp] = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width).copy()
+            res[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg
     return res
+
+
+def masks_by_stamp(out_bag: Path, topic: str = "/camera/mask") -> dict[int, np.ndarray]:
+    return {stamp: np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width).copy()
+            for stamp, msg in messages_by_stamp(out_bag, topic).items()}
+
+def tc_by_stamp(out_bag: Path, topic: str = "/camera/temporal_consistency") -> dict[int, tuple]:
+    """header stamp -> (tc_valid, tc_miou, intersections, unions) of the bag's TemporalConsistency messages."""
+    msgs = messages_by_stamp(out_bag, topic)
+    return {stamp: (bool(m.tc_valid), float(m.tc_miou), np.asarray(m.tc_class_intersection).tolist(),
+                    np.asarray(m.tc_class_union).tolist()) for stamp, m in msgs.items()}
