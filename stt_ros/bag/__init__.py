@@ -4,8 +4,6 @@ Uses the pure-Python ``rosbags`` library; nothing here imports ROS. The online m
 recorder live in :mod:`stt_ros.ros.replay` and run as a subprocess.
 """
 
-import os
+from stt_ros import share_the_cpu
 
-# Idle OpenMP threads sleep instead of spinning: on a CPU shared with other work the default spin
-# made inference 30x slower (docs/ROBUSTNESS.md). Set before torch loads; a user's choice is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+share_the_cpu()  # before torch loads (offline evaluation runs the model in this process)
