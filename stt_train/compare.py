@@ -4,7 +4,9 @@ Takes two ``stt-eval --json`` results of the same sequences (say a per-frame bas
 model) and reports each metric, the difference and a paired bootstrap interval over sequences:
 every resample draws the evaluated sequences with replacement (the same draw for both models),
 sums the drawn sequences' confusion matrices and TC intersections/unions, and recomputes mIoU and
-TC exactly as ``stt-eval`` does. Sequences, not frames, are resampled because consecutive frames of
+TC exactly as ``stt-eval`` does (TC with the formula of the results' ``tc_protocol``: ``stt_ros``
+averages over the classes that occur, ``etc`` over all classes; results of different protocols are
+not compared). Sequences, not frames, are resampled because consecutive frames of
 one drive are far from independent; the spread this gives is what another set of sequences from
 the same source would show (not what another training seed would).
 
@@ -30,7 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from stt_ros.metrics import consistency, consistency_per_class, iou_per_class, mean_iou
+from stt_ros.metrics import (
+    consistency,
+    consistency_per_class,
+    etc_consistency,
+    etc_consistency_per_class,
+    iou_per_class,
+    mean_iou,
+)
+
+#: TC and per-class TC from summed intersections/unions, by ``stt-eval --tc-protocol``
+TC_FORMULAS = {"stt_ros": (consistency, consistency_per_class), "etc": (etc_consistency, etc_consistency_per_class)}
 
 
 class CompareError(ValueError):
@@ -52,6 +64,14 @@ def _check(res: Any, label: str) -> None:
                            f"before 2026-11-25 did not store them)")
 
 
+def tc_protocol(res: dict[str, Any]) -> str:
+    """The TC protocol of an ``stt-eval`` result (results written before the option existed: stt_ros)."""
+    protocol = res.get("tc_protocol", "stt_ros")
+    if protocol not in TC_FORMULAS:
+        raise CompareError(f"unknown tc_protocol {protocol!r}; this stt-compare knows {', '.join(TC_FORMULAS)}")
+    return protocol
+
+
 def _stack(res: dict[str, Any], order: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     by_name = {s["name"]: s for s in res["per_sequence"]}
     conf = np.array([by_name[n]["confusion"] for n in order], np.int64)  # (S, C, C)
@@ -65,6 +85,9 @@ def paired_sequences(base: dict[str, Any], other: dict[str, Any], base_name: str
     """Names of the sequences both results hold, in the base's order; an error if the sets differ."""
     _check(base, base_name)
     _check(other, other_name)
+    if tc_protocol(base) != tc_protocol(other):
+        raise CompareError(f"{base_name} measures TC in the {tc_protocol(base)} protocol but {other_name} in "
+                           f"{tc_protocol(other)}; evaluate both with the same stt-eval --tc-protocol")
     for key in ("dataset", "split"):
         if key in base and key in other and base[key] != other[key]:
             raise CompareError(f"{base_name} is {key} {base[key]!r} but {other_name} is {key} {other[key]!r}; "
@@ -87,8 +110,8 @@ def paired_sequences(base: dict[str, Any], other: dict[str, Any], base_name: str
     return a
 
 
-def _metrics(conf: np.ndarray, inter: np.ndarray, union: np.ndarray) -> tuple[float, float]:
-    return 100 * mean_iou(conf), 100 * consistency(inter, union)
+def _metrics(conf: np.ndarray, inter: np.ndarray, union: np.ndarray, protocol: str) -> tuple[float, float]:
+    return 100 * mean_iou(conf), 100 * TC_FORMULAS[protocol][0](inter, union)
 
 
 def compare(base: dict[str, Any] | Sequence[dict[str, Any]], other: dict[str, Any] | Sequence[dict[str, Any]],
@@ -115,7 +138,8 @@ def compare(base: dict[str, Any] | Sequence[dict[str, Any]], other: dict[str, An
     a = [np.stack(x) for x in zip(*(_stack(r, names) for r in runs_a), strict=True)]  # (R, S, ...)
     b = [np.stack(x) for x in zip(*(_stack(r, names) for r in runs_b), strict=True)]
     n = len(names)
-    per_run_a, per_run_b = _run_metrics(a, np.ones(n)), _run_metrics(b, np.ones(n))  # (R, 2)
+    protocol = tc_protocol(runs_a[0])
+    per_run_a, per_run_b = _run_metrics(a, np.ones(n), protocol), _run_metrics(b, np.ones(n), protocol)  # (R, 2)
     point_a, point_b = per_run_a.mean(0), per_run_b.mean(0)
     rng = np.random.default_rng(seed)
     diffs = np.empty((resamples, 2))
@@ -123,16 +147,17 @@ def compare(base: dict[str, Any] | Sequence[dict[str, Any]], other: dict[str, An
         w = np.bincount(rng.integers(0, n, n), minlength=n)  # how often each sequence was drawn
         ra = _draw_runs(rng, len(runs_a))
         rb = _draw_runs(rng, len(runs_b))
-        diffs[i] = _run_metrics(b, w)[rb].mean(0) - _run_metrics(a, w)[ra].mean(0)
+        diffs[i] = _run_metrics(b, w, protocol)[rb].mean(0) - _run_metrics(a, w, protocol)[ra].mean(0)
     lo, hi = np.nanquantile(diffs, [(1 - level) / 2, (1 + level) / 2], axis=0)
     classes = list(runs_a[0]["per_class_iou"])
     per_class = {}
-    (iou_as, tc_as), (iou_bs, tc_bs) = _per_class(a), _per_class(b)
+    (iou_as, tc_as), (iou_bs, tc_bs) = _per_class(a, protocol), _per_class(b, protocol)
     for j, (iou_a, iou_b, tc_a, tc_b) in enumerate(zip(iou_as, iou_bs, tc_as, tc_bs, strict=True)):
         if np.isnan([iou_a, iou_b, tc_a, tc_b]).all():
             continue
         per_class[classes[j]] = {"iou": [_pct(iou_a), _pct(iou_b)], "tc": [_pct(tc_a), _pct(tc_b)]}
-    out: dict[str, Any] = {"sequences": n, "runs": [len(runs_a), len(runs_b)], "resamples": resamples,
+    out: dict[str, Any] = {"sequences": n, "runs": [len(runs_a), len(runs_b)], "tc_protocol": protocol,
+                           "resamples": resamples,
                            "level": level, "seed": seed, "per_class": per_class}
     for k, key in enumerate(("miou", "tc")):
         out[key] = {"base": float(point_a[k]), "other": float(point_b[k]),
@@ -159,17 +184,17 @@ def _draw_runs(rng: np.random.Generator, r: int) -> np.ndarray:
     return np.zeros(1, np.int64) if r == 1 else rng.integers(0, r, r)
 
 
-def _run_metrics(x: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+def _run_metrics(x: list[np.ndarray], w: np.ndarray, protocol: str) -> np.ndarray:
     """(R, 2): mIoU and TC of every run over the sequences weighted by ``w`` (S,)."""
     conf, inter, union = (np.tensordot(xi, w, axes=([1], [0])) for xi in x)
-    return np.array([_metrics(conf[r], inter[r], union[r]) for r in range(conf.shape[0])])
+    return np.array([_metrics(conf[r], inter[r], union[r], protocol) for r in range(conf.shape[0])])
 
 
-def _per_class(x: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _per_class(x: list[np.ndarray], protocol: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-class IoU and TC, each run over all its sequences, averaged over runs."""
     conf, inter, union = (xi.sum(1) for xi in x)
     iou = [iou_per_class(conf[r]) for r in range(conf.shape[0])]
-    tc = [consistency_per_class(inter[r], union[r]) for r in range(conf.shape[0])]
+    tc = [TC_FORMULAS[protocol][1](inter[r], union[r]) for r in range(conf.shape[0])]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a class absent from every run stays NaN
         return np.nanmean(np.array(iou, float), 0), np.nanmean(np.array(tc, float), 0)
@@ -191,7 +216,8 @@ def markdown(cmp: dict[str, Any], base_label: str = "base", other_label: str = "
     lines = [title, "",
              f"| metric | {base_label} | {other_label} | difference | {pct}% interval | share of resamples <= 0 |",
              "|---|---|---|---|---|---|"]
-    for key, label in (("miou", "mIoU (%)"), ("tc", "TC (%)")):
+    protocol = cmp.get("tc_protocol", "stt_ros")
+    for key, label in (("miou", "mIoU (%)"), ("tc", f"TC (%, {protocol} protocol)")):
         m = cmp[key]
         lo, hi = m["interval"]
         lines.append(f"| {label} | {m['base']:.2f} | {m['other']:.2f} | {m['difference']:+.2f} | "
@@ -202,7 +228,8 @@ def markdown(cmp: dict[str, Any], base_label: str = "base", other_label: str = "
             cells = [f"{cmp['miou'][side][i]:.2f} / {cmp['tc'][side][i]:.2f}" if i < len(cmp["miou"][side]) else "-"
                      for side in ("base_runs", "other_runs")]
             lines.append(f"| {i + 1} | {cells[0]} | {cells[1]} |")
-    lines += ["", f"| class | IoU {base_label} | IoU {other_label} | TC {base_label} | TC {other_label} "
+    lines += ["", f"TC per class: {protocol} protocol", "",
+              f"| class | IoU {base_label} | IoU {other_label} | TC {base_label} | TC {other_label} "
                   f"| TC difference |", "|---|---|---|---|---|---|"]
     for name, c in cmp["per_class"].items():
         (ia, ib), (ta, tb) = c["iou"], c["tc"]

@@ -9,11 +9,16 @@ back to the label size (nearest).
   (:class:`stt_ros.metrics.ConfusionMatrix`), IoU per class = TP / (TP + FP + FN), averaged over the
   classes present in labels or predictions. Pixels labelled 255 are ignored. This is what
   cityscapesscripts' ``evalPixelLevelSemanticLabeling`` computes (a test checks it).
-* TC following ETC (Liu et al., ECCV 2020): for each pair of consecutive frames, the previous
-  prediction is warped onto the current frame with backward optical flow (nearest sampling) and
-  compared with the current prediction; intersections and unions are summed over all pairs of all
-  sequences, then IoU is averaged over classes. Pixels whose flow leaves the frame are not
-  compared; with ground-truth flow (SynthDrive) neither are pixels occluded in the previous frame.
+* TC after ETC (Liu et al., ECCV 2020), in one of two protocols (``--tc-protocol``, see
+  :mod:`stt_ros.metrics`). ``stt_ros`` (default, what the node publishes): for each pair of
+  consecutive frames, the previous prediction is warped onto the current frame with backward
+  optical flow (nearest sampling) and compared with the current prediction; intersections and
+  unions are summed over all pairs of all sequences, then IoU is averaged over the classes that
+  occur. Pixels whose flow leaves the frame are not compared; with ground-truth flow (SynthDrive)
+  neither are pixels occluded in the previous frame. ``etc``: ETC's own evaluation, for comparison
+  with published tables: frame t+1's prediction warped onto frame t with the forward flow t -> t+1
+  (bilinear class ids truncated, borders clamped), IoU averaged over all classes; it needs
+  estimated flow (ground-truth flow is backward only).
   Flow: ``dis`` (OpenCV DIS ``fast`` at half size, the node's TC flow; default), ``dis:<preset>`` (that
   preset at full size), ``gt`` (the dataset's exact flow), ``raft:<checkpoint>``
   (torchvision's RAFT-large with weights from that file; needs torchvision), ``none``.
@@ -37,7 +42,14 @@ from typing import Any
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig
-from stt_ros.metrics import ConfusionMatrix, TCAccumulator, pair_agreement, percent_by_class
+from stt_ros.metrics import (
+    TC_PROTOCOLS,
+    ConfusionMatrix,
+    ETCAccumulator,
+    TCAccumulator,
+    pair_agreement,
+    percent_by_class,
+)
 from stt_ros.metrics import make_flow as make_estimated_flow
 from stt_ros.viz import class_names
 from stt_train.datasets import ClipDataset, DatasetError, SequenceSpec, build_dataset, read_label, read_rgb
@@ -95,8 +107,14 @@ def make_flow(kind: str):
 
 def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], dataset: ClipDataset,
                        flow: str = "dis", model=None, progress: bool = True, desc: str = "eval",
-                       names: list[str] | None = None, memory: str = "past") -> dict[str, Any]:
+                       names: list[str] | None = None, memory: str = "past",
+                       tc_protocol: str = "stt_ros") -> dict[str, Any]:
     """Stream every sequence through the runtime; returns the metrics dict (see module docstring).
+
+    ``tc_protocol``: ``stt_ros`` (backward flow, nearest sampling, mean over the classes that occur)
+    or ``etc`` (ETC's own evaluation, see :mod:`stt_ros.metrics`: frame t+1 warped onto frame t with
+    the forward flow, the flow estimator's ``backward(prev=frame t+1, cur=frame t)``; mean over all
+    classes). ETC's needs a forward flow, which ground-truth flow (SynthDrive's, backward) is not.
 
     ``memory="current"`` is the control of ``train.memory: current``: before each frame the ring buffer
     is emptied and filled with that frame alone, as many times as the past would fill it, so the
@@ -104,16 +122,16 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
     """
     if memory not in ("past", "current"):
         raise ConfigError(f"memory={memory!r}: choose past or current")
+    check_tc_protocol(tc_protocol, flow)
     from tqdm import tqdm
 
     from stt_ros.runtime import StreamingSegmenter, create_backend
-    from stt_train.synthdrive import read_flow_png
 
     n = model_cfg.num_classes
     backend = create_backend(model_cfg, model)
     seg = StreamingSegmenter(backend)
     estimator = make_flow(flow)
-    cm, tc = ConfusionMatrix(n), TCAccumulator(n)
+    cm, tc = ConfusionMatrix(n), tc_accumulator(tc_protocol, n)
     per_sequence: list[dict[str, Any]] = []
     times: list[float] = []
     labelled = 0
@@ -123,7 +141,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         for seq in sequences:
             seg.reset()
             prev_pred = prev_img = None
-            seq_cm, seq_tc = ConfusionMatrix(n), TCAccumulator(n)
+            seq_cm, seq_tc = ConfusionMatrix(n), tc_accumulator(tc_protocol, n)
             for i, path in enumerate(seq.frames):
                 img = read_rgb(path)
                 if memory == "current" and model_cfg.temporal:
@@ -141,14 +159,11 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
                     seq_cm.update(pred, label)
                     labelled += 1
                 if estimator is not None and prev_pred is not None:
-                    if estimator == "gt":
-                        if seq.flows[i] is None:
-                            raise ConfigError(f"flow=gt but the dataset has no ground-truth flow for {path}; use "
-                                              f"--flow dis")
-                        fl, valid = read_flow_png(seq.flows[i])
+                    if tc_protocol == "etc":  # frame t is the previous frame: its forward flow to this one
+                        seq_tc.update(prev_pred, pred, estimator.backward(img, prev_img))
                     else:
-                        fl, valid = estimator.backward(prev_img, img), None
-                    seq_tc.add(pair_agreement(prev_pred, pred, fl, n, valid))
+                        fl, valid = _backward_flow(estimator, seq, i, prev_img, img)
+                        seq_tc.add(pair_agreement(prev_pred, pred, fl, n, valid))
                 prev_pred, prev_img = pred, img
                 bar.update(1)
             cm.merge(seq_cm)
@@ -163,16 +178,43 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         "model": model_cfg.model, "weights": model_cfg.weights,
         "input": [model_cfg.input_height, model_cfg.input_width],
         "sequences": len(sequences), "frames": total, "labelled_frames": labelled, "tc_pairs": tc.pairs,
-        "flow": flow, "memory": memory, "miou": 100 * cm.miou(), "tc": 100 * tc.value() if tc.pairs else float("nan"),
+        "flow": flow, "tc_protocol": tc_protocol, "memory": memory, "miou": 100 * cm.miou(),
+        "tc": 100 * tc.value() if tc.pairs else float("nan"),
         "pixel_accuracy": 100 * cm.pixel_accuracy(),
         "fps": 1000.0 / float(np.mean(steady)) if steady else float("nan"), "wall_s": wall,
         "per_class_iou": percent_by_class(cm.iou(), names),
-        # TC is a mean over the classes predicted in any pair: a rare class predicted now and then weighs
-        # as much as the road, so this is where TC differences come from
+        # TC is a mean over the classes predicted in any pair (stt_ros; etc: over all classes): a rare class
+        # predicted now and then weighs as much as the road, so this is where TC differences come from
         "per_class_tc": percent_by_class(tc.per_class(), names),
         "key_size": _key_size(model_cfg), "config": model_cfg.to_dict(),
         "per_sequence": per_sequence,
     }
+
+
+def check_tc_protocol(tc_protocol: str, flow: str) -> None:
+    """ConfigError for an unknown protocol, or ETC's protocol with a flow that has no forward direction."""
+    if tc_protocol not in TC_PROTOCOLS:
+        raise ConfigError(f"tc_protocol={tc_protocol!r}: choose {' or '.join(TC_PROTOCOLS)}")
+    if tc_protocol == "etc" and flow == "gt":
+        raise ConfigError("--tc-protocol etc warps frame t+1 onto frame t with the forward flow t -> t+1, but the "
+                          "dataset's ground-truth flow (SynthDrive's) is backward only: use --flow dis (or "
+                          "dis:<preset>, raft:<checkpoint>)")
+
+
+def tc_accumulator(tc_protocol: str, num_classes: int) -> TCAccumulator | ETCAccumulator:
+    return ETCAccumulator(num_classes) if tc_protocol == "etc" else TCAccumulator(num_classes)
+
+
+def _backward_flow(estimator, seq: SequenceSpec, i: int, prev_img: np.ndarray,
+                   img: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frame i's backward flow to frame i - 1 and its validity mask (None: estimated, all valid)."""
+    if estimator != "gt":
+        return estimator.backward(prev_img, img), None
+    if seq.flows[i] is None:
+        raise ConfigError(f"flow=gt but the dataset has no ground-truth flow for {seq.frames[i]}; use --flow dis")
+    from stt_train.synthdrive import read_flow_png
+
+    return read_flow_png(seq.flows[i])
 
 
 def _key_size(cfg: STTConfig) -> int | None:
@@ -186,9 +228,10 @@ def _key_size(cfg: STTConfig) -> int | None:
 def markdown(results: dict[str, Any]) -> str:
     """Summary table plus per-class IoU table."""
     r = results
-    lines = ["| model | mIoU (%) | TC (%) | fps | frames | flow |", "|---|---|---|---|---|---|",
-             f"| {r['model']} | {r['miou']:.1f} | {_fmt(r['tc'])} | {r['fps']:.1f} | {r['frames']} | {r['flow']} |", "",
-             "| class | IoU (%) | TC (%) |", "|---|---|---|"]
+    protocol = r.get("tc_protocol", "stt_ros")
+    lines = ["| model | mIoU (%) | TC (%) | TC protocol | fps | frames | flow |", "|---|---|---|---|---|---|---|",
+             f"| {r['model']} | {r['miou']:.1f} | {_fmt(r['tc'])} | {protocol} | {r['fps']:.1f} | {r['frames']} | "
+             f"{r['flow']} |", "", f"| class | IoU (%) | TC (%, {protocol}) |", "|---|---|---|"]
     tc = r.get("per_class_tc", {})
     lines += [f"| {k} | {_fmt(v)} | {_fmt(tc.get(k))} |" for k, v in r["per_class_iou"].items()]
     return "\n".join(lines) + "\n"
@@ -258,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                "--set data.root=/data/cityscapes\n"
                "  stt-eval --weights w.safetensors --dataset camvid --root /data/camvid --split test --flow dis:medium "
                "--json out.json --markdown out.md\n"
+               "  stt-eval --weights w.safetensors --dataset synthdrive --root data/synthdrive --tc-protocol etc "
+               "--flow dis   # ETC's TC, comparable with published tables\n"
                "Without --config the model settings come from the checkpoint's metadata.")
     parser.add_argument("--weights", required=True, help=".safetensors checkpoint to evaluate")
     parser.add_argument("--config", help="experiment YAML (model and data sections); optional")
@@ -267,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", help="split to evaluate (default: the config's val_split, or val)")
     parser.add_argument("--flow", help="dis (default), dis:<preset>, gt (SynthDrive's exact flow; its default), "
                                        "raft:<checkpoint>, none")
+    parser.add_argument("--tc-protocol", choices=TC_PROTOCOLS, default="stt_ros",
+                        help="stt_ros (default; the node's TC: backward flow, nearest, mean over the classes that "
+                             "occur) or etc (ETC's published protocol: forward flow, bilinear ids truncated, mean "
+                             "over all classes; needs estimated flow, so its default --flow is dis)")
     parser.add_argument("--frames", type=int, help="frames per evaluation clip for Cityscapes/CamVid (default T+1) "
                                                    "or first N frames of each SynthDrive sequence")
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
@@ -298,11 +347,13 @@ def main(argv: list[str] | None = None) -> int:
             model_cfg = model_config_from_weights(args.weights, over)
             dataset, root, split, stride = args.dataset, args.root, args.split or "val", 1
         model_cfg = model_cfg.replace(weights=args.weights, backend="torch", device="cpu")
-        flow = args.flow or ("gt" if dataset == "synthdrive" else "dis")
+        flow = args.flow or ("gt" if dataset == "synthdrive" and args.tc_protocol == "stt_ros" else "dis")
+        check_tc_protocol(args.tc_protocol, flow)
         ds, seqs = eval_dataset(dataset, root, split, model_cfg, stride, args.frames)
         seqs = seqs[: args.max_sequences] if args.max_sequences else seqs
         res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=not args.no_progress,
-                                 names=class_names(model_cfg.num_classes, dataset), memory=args.memory)
+                                 names=class_names(model_cfg.num_classes, dataset), memory=args.memory,
+                                 tc_protocol=args.tc_protocol)
         res.update(dataset=dataset, split=split)
         write_results(res, args.json, args.markdown)
     except (ConfigError, DatasetError, ValueError, OSError) as exc:

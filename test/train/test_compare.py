@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stt_train.compare import CompareError, compare
+from stt_train.compare import CompareError, compare, markdown
 from stt_train.compare import main as compare_main
 
 NAMES = ["road", "car", "sky"]
@@ -77,6 +77,28 @@ def test_results_of_different_sequences_are_refused() -> None:
         compare(a, a, resamples=0)
 
 
+def test_etc_protocol_averages_tc_over_all_classes_and_mixed_protocols_are_refused() -> None:
+    # sky never occurs in a TC pair: the stt_ros protocol leaves it out, ETC's counts it as 0
+    base = result({"a": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0]), "b": PERFECT})
+    etc_base = {**base, "tc_protocol": "etc"}
+    etc_other = {**result({"a": PERFECT, "b": PERFECT}), "tc_protocol": "etc"}
+    cmp = compare(etc_base, etc_other, resamples=50)
+    assert cmp["tc_protocol"] == "etc"
+    assert cmp["tc"]["base"] == pytest.approx(100 * (9 / 10 + 10 / 10 + 5 / 5) / 3, abs=1e-6)
+    assert compare(base, base, resamples=5)["tc"]["base"] == pytest.approx(100 * (9 / 10 + 1 + 1) / 3)
+    no_sky = result({"a": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0])})
+    assert compare(no_sky, no_sky, resamples=5)["tc"]["base"] == pytest.approx(100 * (4 / 5 + 1) / 2)
+    assert compare({**no_sky, "tc_protocol": "etc"}, {**no_sky, "tc_protocol": "etc"},
+                   resamples=5)["tc"]["base"] == pytest.approx(100 * (4 / 5 + 1 + 0) / 3, abs=1e-6)
+    assert "TC (%, etc protocol)" in markdown(cmp)
+    with pytest.raises(CompareError, match="stt_ros protocol but other in etc"):
+        compare(base, etc_other)
+    with pytest.raises(CompareError, match="etc protocol but other run 2 in stt_ros"):
+        compare([etc_base], [etc_other, base])
+    with pytest.raises(CompareError, match="unknown tc_protocol"):
+        compare({**base, "tc_protocol": "vspw"}, base)
+
+
 def test_cli_prints_markdown_writes_json_and_reports_bad_files(tmp_path: Path, capsys) -> None:
     base = result({"a": ([[2, 1, 0], [0, 3, 0], [0, 0, 4]], [4, 5, 0], [5, 5, 0]), "b": PERFECT})
     (tmp_path / "base.json").write_text(json.dumps(base))
@@ -84,7 +106,8 @@ def test_cli_prints_markdown_writes_json_and_reports_bad_files(tmp_path: Path, c
     assert compare_main([str(tmp_path / "base.json"), str(tmp_path / "other.json"), "--labels", "BiSe18", "STT",
                          "--resamples", "100", "--json", str(tmp_path / "cmp.json")]) == 0
     out = capsys.readouterr().out
-    assert "| metric | BiSe18 | STT | difference |" in out and "| TC (%) |" in out and "| road |" in out
+    assert "| metric | BiSe18 | STT | difference |" in out and "| road |" in out
+    assert "| TC (%, stt_ros protocol) |" in out
     assert json.loads((tmp_path / "cmp.json").read_text())["sequences"] == 2
     (tmp_path / "old.json").write_text(json.dumps({"miou": 60.0, "tc": 70.0}))
     assert compare_main([str(tmp_path / "base.json"), str(tmp_path / "old.json")]) == 2

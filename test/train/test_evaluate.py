@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stt_ros.config import STTConfig
+from stt_ros.config import ConfigError, STTConfig
 from stt_ros.metrics import ConfusionMatrix, TCAccumulator, mean_iou, pair_agreement
 from stt_ros.model.zoo import build_model
 from stt_ros.weights import save_weights
@@ -193,3 +193,47 @@ def test_memory_current_control_attends_to_each_frame_itself(mini_synthdrive: Pa
     assert not np.array_equal(got, np.array(past["per_sequence"][0]["confusion"]))  # the past does matter here
     with pytest.raises(ValueError, match="memory"):
         evaluate_sequences(cfg, seqs, ds, "gt", progress=False, memory="previous")
+
+
+def test_etc_tc_protocol_is_etc_accumulator_over_the_same_predictions(mini_synthdrive: Path, random_stt_weights: Path,
+                                                                      tmp_path: Path, capsys) -> None:
+    """stt-eval --tc-protocol etc: ETC's TC of the streamed predictions, with the forward flow of frame t
+    estimated as the flow estimator's backward(prev=frame t+1, cur=frame t); ground-truth flow is refused."""
+    from stt_ros.metrics import ETCAccumulator, make_flow
+    from stt_ros.runtime import StreamingSegmenter, create_backend
+    from stt_train.datasets import read_rgb
+    from stt_train.evaluate import eval_dataset, evaluate_sequences, model_config_from_weights
+
+    out = tmp_path / "etc.json"
+    args = ["--weights", str(random_stt_weights), "--dataset", "synthdrive", "--root", str(mini_synthdrive),
+            "--split", "val", "--no-progress"]
+    assert eval_main([*args, "--tc-protocol", "etc", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["tc_protocol"] == "etc" and res["flow"] == "dis" and res["tc_pairs"] == 5  # etc's default flow
+    assert "| etc |" in capsys.readouterr().out
+
+    cfg = model_config_from_weights(str(random_stt_weights), {}).replace(
+        weights=str(random_stt_weights), backend="torch", device="cpu")
+    ds, seqs = eval_dataset("synthdrive", str(mini_synthdrive), "val", cfg)
+    seg = StreamingSegmenter(create_backend(cfg))
+    flow = make_flow("dis")
+    frames = [read_rgb(p) for p in seqs[0].frames]
+    preds = [seg.process(f).mask for f in frames]
+    direct = ETCAccumulator(cfg.num_classes)
+    for t in range(len(frames) - 1):
+        direct.update(preds[t], preds[t + 1], flow.backward(frames[t + 1], frames[t]))
+    assert res["per_sequence"][0]["tc_intersection"] == direct.intersection.tolist()
+    assert res["per_sequence"][0]["tc_union"] == direct.union.tolist()
+    assert res["tc"] == pytest.approx(100 * direct.value(), abs=1e-9)
+    assert list(res["per_class_tc"].values()) == pytest.approx(list(100 * direct.per_class()), abs=1e-9)
+    # the default protocol of the same predictions is another number (over the classes that occur)
+    assert json.loads((tmp_path / "etc.json").read_text())["tc"] != evaluate_sequences(
+        cfg, seqs, ds, "dis", progress=False)["tc"]
+
+    assert eval_main([*args, "--tc-protocol", "etc", "--flow", "gt"]) == 2
+    err = capsys.readouterr().err
+    assert "forward flow" in err and "--flow dis" in err
+    with pytest.raises(ConfigError, match="forward flow"):
+        evaluate_sequences(cfg, seqs, ds, "gt", progress=False, tc_protocol="etc")
+    with pytest.raises(ConfigError, match="stt_ros or etc"):
+        evaluate_sequences(cfg, seqs, ds, "dis", progress=False, tc_protocol="vspw")
