@@ -234,3 +234,27 @@ def test_two_cameras_keep_their_own_ring_buffers(synth_bag: Path, tmp_path: Path
         np.testing.assert_array_equal(left[stamp], ref[stamp])
     right = masks_by_stamp(tmp_path / "out" / "bag", "/right/mask")
     assert len(right) == 12 and any(not np.array_equal(right[s], left[s]) for s in ref)
+
+
+def test_etc_protocol_on_the_camera_size_masks(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
+    """--tc-protocol etc: the sequence TC is ETC's eval_tc.py over consecutive output masks (forward
+    DIS flow between the camera images), the per-frame TC messages stay the node's definition."""
+    from stt_ros.metrics import ETCAccumulator, make_flow
+
+    res = run_cli(synth_bag, "--out", tmp_path / "etc", "--tc-protocol", "etc", "--samples", "0")
+    assert res.returncode == 0, res.stderr
+    cam = json.loads((tmp_path / "etc" / "metrics.json").read_text())["cameras"][0]
+    base = json.loads((offline / "metrics.json").read_text())["cameras"][0]
+    assert cam["tc_protocol"] == "etc" and base["tc_protocol"] == "stt_ros"
+    masks = masks_by_stamp(tmp_path / "etc" / "bag")
+    images = [rgb for _, rgb in bag_frames(synth_bag)]
+    stamps = sorted(masks)
+    acc, flow = ETCAccumulator(19), make_flow("dis")
+    for i in range(len(stamps) - 1):
+        acc.update(masks[stamps[i]], masks[stamps[i + 1]], flow.backward(images[i + 1], images[i]))
+    assert cam["tc_pairs"] == acc.pairs == 11
+    assert cam["tc"] == pytest.approx(100 * acc.value(), abs=1e-9)
+    assert cam["per_class_tc"]["train"] == 0.0  # a class that never occurs counts 0 (stt_ros: undefined)
+    assert base["per_class_tc"]["train"] is None and cam["tc"] < base["tc"]
+    assert cam["tc_frame_mean"] == pytest.approx(base["tc_frame_mean"], abs=1e-9)  # per frame: unchanged
+    assert "ETC's protocol" in (tmp_path / "etc" / "report.md").read_text()
