@@ -26,6 +26,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from stt_train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from stt_train.config import ExperimentConfig, load_experiment
+from stt_train.config import ExperimentConfig, TrainConfig, load_experiment
 from stt_train.datasets import DatasetError, build_dataset, collate
 from stt_train.losses import OhemCELoss, temporal_loss
 from stt_train.sampler import ClipSampler
@@ -117,7 +118,7 @@ def init_from(model: VideoSegModel, path: str) -> None:
     """Load a checkpoint of the same per-frame network; the temporal transformer (``stt.*``) may be
     absent (a per-frame baseline's checkpoint) and then keeps its initialisation. Anything else that
     does not fit is an error naming the keys, and nothing is loaded."""
-    from stt_ros.model.state import load_state_dict_report
+    from stt_ros.model.loading import load_state_dict_report
     from stt_ros.weights import read_state_dict
 
     tensors, _ = read_state_dict(path)
@@ -209,16 +210,38 @@ def set_train_mode(model: VideoSegModel, cfg: ExperimentConfig) -> None:
         model.segnet.eval()
 
 
-def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | None = None,
-        progress: bool = True, max_iters_this_run: int | None = None) -> dict[str, Any]:
-    """Train; returns {"iteration", "final" (path or None), "losses" (per iteration, this run)}.
+@dataclass
+class Process:
+    """Where this process trains: its rank among ``world_size`` torchrun processes, its device and its
+    share of each global batch."""
 
-    ``resume``: True = the latest checkpoint of ``train.out_dir``; a path = that run folder or its
-    ``latest.json``. ``stop_after`` (tests): raise :class:`TrainingInterrupted` after that many
-    iterations of this run *without* saving (a crash). ``max_iters_this_run``: stop cleanly with a
-    checkpoint after that many iterations (time-sliced jobs; continue with --resume).
-    """
-    t = cfg.train
+    rank: int
+    world_size: int
+    device: torch.device
+    distributed: bool
+    local_bs: int
+
+
+@dataclass
+class Trainee:
+    """The model, what the loop calls (``net``: DDP-wrapped where distributed), optimizer and AMP scaler."""
+
+    model: VideoSegModel
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+
+
+@dataclass
+class TrainData:
+    dataset: Any
+    sampler: ClipSampler
+    per_epoch: int  # global batches per epoch
+
+
+def start_process(t: TrainConfig) -> Process:
+    """Device, process group and torch threads of this process; the local batch size."""
     rank, local_rank, world_size = dist_utils.world()
     device = pick_device(t.device, local_rank)
     if device.type == "cuda":
@@ -228,23 +251,23 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
         torch.set_num_threads(t.threads)
     if t.batch_size % world_size:
         raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by the {world_size} processes")
-    local_bs = t.batch_size // world_size
-    out_dir = Path(t.out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    if not resume and rank == 0 and (ckpt_dir / "latest.json").exists():
-        raise CheckpointError(f"{out_dir} already holds a run (checkpoints/latest.json); pass --resume to continue "
-                              f"it, or choose another train.out_dir")
+    return Process(rank, world_size, device, distributed, t.batch_size // world_size)
 
-    model = initial_model(cfg)  # identical initial weights on every process
-    if distributed and t.sync_bn:
-        model = dist_utils.convert_sync_bn(model, device)
-    model.to(device)
+
+def build_trainee(cfg: ExperimentConfig, proc: Process) -> Trainee:
+    """The initial model on the process's device (identical on every process), wrapped for the loop,
+    with its optimizer and AMP scaler."""
+    t = cfg.train
+    model = initial_model(cfg)
+    if proc.distributed and t.sync_bn:
+        model = dist_utils.convert_sync_bn(model, proc.device)
+    model.to(proc.device)
     set_train_mode(model, cfg)
-    temporal = t.temporal_weight > 0
-    net: nn.Module = ClipForward(model, t.grad_prev, all_frames=temporal, memory=t.memory)
-    if distributed:
+    net: nn.Module = ClipForward(model, t.grad_prev, all_frames=t.temporal_weight > 0, memory=t.memory)
+    if proc.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
+        device = proc.device
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                       broadcast_buffers=False,
                                       # the transformer sits idle without previous frames or queries
@@ -255,95 +278,144 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
         optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
     else:
         optimizer = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
-    use_amp = t.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    use_amp = t.amp and proc.device.type == "cuda"
+    return Trainee(model, net, optimizer, torch.amp.GradScaler("cuda", enabled=use_amp), use_amp)
 
+
+def build_data(cfg: ExperimentConfig, proc: Process) -> TrainData:
+    """The augmented training clips and this process's sampler over them."""
+    t = cfg.train
     dataset = build_train_dataset(cfg)
     per_epoch = len(dataset) // t.batch_size
     if per_epoch == 0:
         raise ConfigError(f"the training set has {len(dataset)} clips, fewer than train.batch_size={t.batch_size}")
-    sampler = ClipSampler(len(dataset), world_size, rank, t.seed, local_bs)
+    return TrainData(dataset, ClipSampler(len(dataset), proc.world_size, proc.rank, t.seed, proc.local_bs), per_epoch)
 
-    start = 0
-    if resume:
-        latest = find_latest(out_dir if resume is True else resume)
-        state = load_checkpoint(latest, model, optimizer, rank)
-        start = state["iteration"]
-        if use_amp and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        if state["rng"] is not None:
-            set_rng_state(state["rng"])
-        if rank == 0:
-            print(f"resumed from {latest} at iteration {start}", file=sys.stderr)
-    else:
-        seed_everything(t.seed * 1000 + rank)  # per-process streams (dropout), fixed by the seed
 
-    loss_fn = OhemCELoss(t.ohem_thresh, t.ohem_min_kept)
-    log = None
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        from stt_ros.weights import atomic_write
+class Checkpoints:
+    """``train.out_dir/checkpoints``: refuses to start over an existing run, restores one (``--resume``)
+    and saves the model, optimizer, scaler and every process's RNG state."""
 
-        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-        atomic_write(out_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
-        log = ScalarLog(out_dir / "tb")
-    from tqdm import tqdm
+    def __init__(self, cfg: ExperimentConfig, proc: Process, trainee: Trainee) -> None:
+        self.cfg, self.proc, self.trainee = cfg, proc, trainee
+        self.out_dir = Path(cfg.train.out_dir)
+        self.dir = self.out_dir / "checkpoints"
+        self.last = 0  # iteration of the newest checkpoint
 
-    bar = tqdm(total=t.iters, initial=start, desc=f"train {cfg.model.model}", unit="it",
-               disable=not progress or rank != 0, dynamic_ncols=True)
-    losses: list[float] = []
-    it = start
-    ran = 0
-    last_ckpt = start
-    t_last, it_last = time.perf_counter(), start
+    @staticmethod
+    def refuse_existing(cfg: ExperimentConfig, proc: Process) -> None:
+        """CheckpointError where ``train.out_dir`` already holds a run (a fresh run must not overwrite it)."""
+        out_dir = Path(cfg.train.out_dir)
+        if proc.rank == 0 and (out_dir / "checkpoints" / "latest.json").exists():
+            raise CheckpointError(f"{out_dir} already holds a run (checkpoints/latest.json); pass --resume to "
+                                  f"continue it, or choose another train.out_dir")
 
-    def checkpoint(i: int) -> None:
+    def restore(self, resume: str | bool) -> int:
+        """The iteration to start from: that of the latest checkpoint (model, optimizer, scaler and RNG
+        states restored) or, without ``resume``, 0 with per-process RNG streams fixed by the seed."""
+        t, rank, tr = self.cfg.train, self.proc.rank, self.trainee
+        start = 0
+        if resume:
+            latest = find_latest(self.out_dir if resume is True else resume)
+            state = load_checkpoint(latest, tr.model, tr.optimizer, rank)
+            start = state["iteration"]
+            if tr.use_amp and state["scaler"]:
+                tr.scaler.load_state_dict(state["scaler"])
+            if state["rng"] is not None:
+                set_rng_state(state["rng"])
+            if rank == 0:
+                print(f"resumed from {latest} at iteration {start}", file=sys.stderr)
+        else:
+            seed_everything(t.seed * 1000 + rank)  # per-process streams (dropout), fixed by the seed
+        self.last = start
+        return start
+
+    def save(self, i: int) -> None:
         states = [rng_state()]
-        if distributed:
-            gathered: list[Any] = [None] * world_size
+        if self.proc.distributed:
+            gathered: list[Any] = [None] * self.proc.world_size
             torch.distributed.all_gather_object(gathered, states[0])
             states = gathered
-        if rank == 0:
-            save_checkpoint(ckpt_dir, i, model, cfg.model.to_dict(), optimizer,
-                            scaler.state_dict() if use_amp else None, states, cfg.to_dict(), t.keep_checkpoints)
+        if self.proc.rank == 0:
+            tr, cfg = self.trainee, self.cfg
+            save_checkpoint(self.dir, i, tr.model, cfg.model.to_dict(), tr.optimizer,
+                            tr.scaler.state_dict() if tr.use_amp else None, states, cfg.to_dict(),
+                            cfg.train.keep_checkpoints)
+        self.last = i
 
-    try:
+
+def open_log(cfg: ExperimentConfig, proc: Process) -> ScalarLog | None:
+    """Rank 0: ``config.yaml`` (the resolved experiment) and the scalar log; None on other ranks."""
+    if proc.rank != 0:
+        return None
+    out_dir = Path(cfg.train.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from stt_ros.weights import atomic_write
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write(out_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+    return ScalarLog(out_dir / "tb")
+
+
+def train_step(cfg: ExperimentConfig, proc: Process, trainee: Trainee, loss_fn: nn.Module, batch: dict[str, Any],
+               it: int, lr: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One optimizer step on ``batch`` (iteration ``it``, learning rate ``lr``); returns (loss, main, aux),
+    detached."""
+    t, device = cfg.train, proc.device
+    temporal = t.temporal_weight > 0
+    for g in trainee.optimizer.param_groups:
+        g["lr"] = lr * g["lr_mult"]
+    clip = batch["frames"].to(device, non_blocking=True)
+    if not temporal:  # (with the temporal loss, ClipForward gives each frame its own memory)
+        clip = memory_clip(clip, t.memory)
+    label = batch["label"].to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=trainee.use_amp):
+        outs = trainee.net(clip)
+    if temporal:
+        main = loss_fn(outs[0][:, -1], label)
+        # in place of the auxiliary losses: the whole clip gives no auxiliary outputs (ExperimentConfig)
+        aux = temporal_loss(outs[0], batch["flow"].to(device), batch["flow_valid"].to(device))
+        loss = main + t.temporal_weight * aux
+    else:
+        main = loss_fn(outs[0], label)
+        aux = sum((loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
+        loss = main + t.aux_weight * aux
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at iteration {it}; lower train.lr or check the data")
+    trainee.optimizer.zero_grad(set_to_none=True)
+    trainee.scaler.scale(loss).backward()
+    trainee.scaler.step(trainee.optimizer)
+    trainee.scaler.update()
+    return loss.detach(), main.detach(), aux.detach()
+
+
+def train_loop(cfg: ExperimentConfig, proc: Process, trainee: Trainee, data: TrainData, ckpts: Checkpoints,
+               log: ScalarLog | None, start: int, progress: bool, stop_after: int | None,
+               max_iters_this_run: int | None) -> tuple[int, list[float], bool]:
+    """Iterations ``start`` .. ``train.iters`` (or a pause); returns (iteration, losses of this run, paused)."""
+    from tqdm import tqdm
+
+    t = cfg.train
+    loss_fn = OhemCELoss(t.ohem_thresh, t.ohem_min_kept)
+    aux_name = "loss_temporal" if t.temporal_weight > 0 else "loss_aux"
+    losses: list[float] = []
+    it, ran = start, 0
+    t_last, it_last = time.perf_counter(), start
+    with tqdm(total=t.iters, initial=start, desc=f"train {cfg.model.model}", unit="it",
+              disable=not progress or proc.rank != 0, dynamic_ncols=True) as bar:
         while it < t.iters:
-            epoch, offset = divmod(it, per_epoch)
-            sampler.set_position(epoch, offset)
+            epoch, offset = divmod(it, data.per_epoch)
+            data.sampler.set_position(epoch, offset)
             loader = torch.utils.data.DataLoader(
-                dataset, batch_size=local_bs, sampler=sampler, num_workers=cfg.data.workers, collate_fn=collate,
-                drop_last=True, pin_memory=device.type == "cuda",
+                data.dataset, batch_size=proc.local_bs, sampler=data.sampler, num_workers=cfg.data.workers,
+                collate_fn=collate, drop_last=True, pin_memory=proc.device.type == "cuda",
                 generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
             for batch in loader:
                 lr = lr_at(it, cfg)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr * g["lr_mult"]
-                clip = batch["frames"].to(device, non_blocking=True)
-                if not temporal:  # (with the temporal loss, ClipForward gives each frame its own memory)
-                    clip = memory_clip(clip, t.memory)
-                label = batch["label"].to(device, non_blocking=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    outs = net(clip)
-                if temporal:
-                    main = loss_fn(outs[0][:, -1], label)
-                    # in place of the auxiliary losses: the whole clip gives no auxiliary outputs (ExperimentConfig)
-                    aux = temporal_loss(outs[0], batch["flow"].to(device), batch["flow_valid"].to(device))
-                    loss = main + t.temporal_weight * aux
-                else:
-                    main = loss_fn(outs[0], label)
-                    aux = sum((loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
-                    loss = main + t.aux_weight * aux
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at iteration {it}; lower train.lr or check the "
-                                             f"data")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                step = train_step(cfg, proc, trainee, loss_fn, batch, it, lr)
                 it += 1
                 ran += 1
-                vals = dist_utils.all_mean(torch.stack([loss.detach(), main.detach(), aux.detach()])).tolist()
+                vals = dist_utils.all_mean(torch.stack(step)).tolist()
                 losses.append(vals[0])
                 bar.update(1)
                 if it % t.log_interval == 0 or it == t.iters:
@@ -352,38 +424,66 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
                     t_last, it_last = now, it
                     bar.set_postfix(loss=f"{vals[0]:.3f}", lr=f"{lr:.2e}")
                     if log is not None:
-                        log.add({"loss": vals[0], "loss_main": vals[1],
-                                 "loss_temporal" if temporal else "loss_aux": vals[2], "lr": lr,
+                        log.add({"loss": vals[0], "loss_main": vals[1], aux_name: vals[2], "lr": lr,
                                  "sec_per_iter": sec}, it)
                 if it % t.ckpt_interval == 0 or it == t.iters:
-                    checkpoint(it)
-                    last_ckpt = it
+                    ckpts.save(it)
                 if stop_after is not None and ran >= stop_after:
                     raise TrainingInterrupted(f"stopped after {ran} iterations (simulated crash)")
                 if max_iters_this_run is not None and ran >= max_iters_this_run and it < t.iters:
-                    if last_ckpt != it:
-                        checkpoint(it)
-                    bar.close()
-                    return {"iteration": it, "final": None, "losses": losses}
+                    if ckpts.last != it:
+                        ckpts.save(it)
+                    return it, losses, True
                 if it >= t.iters:
                     break
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
+    return it, losses, False
+
+
+def finish(cfg: ExperimentConfig, proc: Process, model: VideoSegModel, it: int, progress: bool) -> Path | None:
+    """Rank 0: ``final.safetensors`` and, with ``train.eval_at_end``, ``eval.json``; then every process
+    waits for it. Returns the final weights' path (None on other ranks)."""
+    out_dir = Path(cfg.train.out_dir)
     final = None
-    if rank == 0:
+    if proc.rank == 0:
         from stt_ros.weights import save_weights
 
         final = out_dir / "final.safetensors"
         save_weights(model, final, config=cfg.model.to_dict(), metadata={"iteration": str(it)})
-    if t.eval_at_end and rank == 0:
-        from stt_train.evaluate import evaluate_experiment
+        if cfg.train.eval_at_end:
+            from stt_train.evaluate import evaluate_experiment
 
-        evaluate_experiment(cfg, str(final), out_json=out_dir / "eval.json", progress=progress)
-    if distributed:
+            evaluate_experiment(cfg, str(final), out_json=out_dir / "eval.json", progress=progress)
+    if proc.distributed:
         torch.distributed.barrier()
-    return {"iteration": it, "final": final, "losses": losses}
+    return final
+
+
+def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | None = None,
+        progress: bool = True, max_iters_this_run: int | None = None) -> dict[str, Any]:
+    """Train; returns {"iteration", "final" (path or None), "losses" (per iteration, this run)}.
+
+    ``resume``: True = the latest checkpoint of ``train.out_dir``; a path = that run folder or its
+    ``latest.json``. ``stop_after`` (tests): raise :class:`TrainingInterrupted` after that many
+    iterations of this run *without* saving (a crash). ``max_iters_this_run``: stop cleanly with a
+    checkpoint after that many iterations (time-sliced jobs; continue with --resume).
+    """
+    proc = start_process(cfg.train)
+    if not resume:
+        Checkpoints.refuse_existing(cfg, proc)
+    trainee = build_trainee(cfg, proc)  # identical initial weights on every process
+    ckpts = Checkpoints(cfg, proc, trainee)
+    data = build_data(cfg, proc)
+    start = ckpts.restore(resume)
+    log = open_log(cfg, proc)
+    try:
+        it, losses, paused = train_loop(cfg, proc, trainee, data, ckpts, log, start, progress, stop_after,
+                                        max_iters_this_run)
+    finally:
+        if log is not None:
+            log.close()
+    if paused:
+        return {"iteration": it, "final": None, "losses": losses}
+    return {"iteration": it, "final": finish(cfg, proc, trainee.model, it, progress), "losses": losses}
 
 
 def main(argv: list[str] | None = None) -> int:
