@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stt_ros.model.state import LoadReport, load_state_dict_report
+from stt_ros.model.loading import LoadReport, load_state_dict_report
 
 FORMAT = "stt_ros/1"
 #: Config fields that describe the network's parameters (a checkpoint must agree on these).

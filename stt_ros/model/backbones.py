@@ -2,7 +2,7 @@
 
 The modules are named exactly as in ``torchvision.models.resnet`` (``conv1``, ``bn1``,
 ``layer1``..``layer4``, blocks ``N.conv1/bn1/conv2/bn2[/conv3/bn3]``, ``N.downsample.0/1``, ``fc``),
-so a torchvision ImageNet checkpoint loads key for key (see :func:`stt_ros.model.state.load_state_dict_report`).
+so a torchvision ImageNet checkpoint loads key for key (see :func:`stt_ros.model.loading.load_state_dict_report`).
 ``dilated=True`` gives the output-stride-8 variant used by PSPNet, equivalent to torchvision's
 ``replace_stride_with_dilation=[False, True, True]`` (also for the BasicBlock networks, which
 torchvision refuses to dilate); the key names and shapes do not change.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stt_ros.model.backbones import RESNET_NAMES, ResNet, resnet
-from stt_ros.model.state import LoadReport, load_state_dict_report
+from stt_ros.model.loading import LoadReport, load_state_dict_report
 
 # Figures of torchvision.models.resnetXX(): state_dict length (num_batches_tracked included) and
 # parameter count (as published in torchvision's model table).

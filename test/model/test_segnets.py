@@ -8,8 +8,8 @@ import torch
 from stt_ros.model.backbones import ResNet
 from stt_ros.model.base import SegNet, SegOutput
 from stt_ros.model.bisenet import BiSeNet
+from stt_ros.model.loading import load_state_dict_report
 from stt_ros.model.pspnet import PSPNet
-from stt_ros.model.state import load_state_dict_report
 
 NUM_CLASSES = 5
 H, W = 64, 128
