@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
-from stt_ros.model.stt import SparseTemporalTransformer, dense_temporal_attention, key_size, query_bands
+from stt_ros.model.stt import SparseTemporalTransformer, dense_temporal_attention, key_size, query_tiles
 
 TARGET_SPEEDUP = 30.0
 CHANNELS = 256
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     stt = SparseTemporalTransformer(CHANNELS, key_frames=T).eval()
     hw = h * w
     sparse_keys, dense_keys = key_size(stt.half_widths), T * hw
-    sparse_queries = sum(k for _, _, k in query_bands(h, w, stt.query_ratio, stt.query_bands))
+    sparse_queries = sum(k for _, _, k in query_tiles(h, w, stt.query_ratio, stt.query_tiles))
     dense_queries = hw
 
     print("bench_sparse_vs_dense: sparse STT module vs dense temporal attention (same buffered frames)")

@@ -19,7 +19,7 @@ Outputs
 
 Per-frame baselines (bise18, psp18, ...) have only ``image`` in and ``class_map`` (+ ``logits``)
 out. A frame marked invalid contributes no key (-inf before the softmax); with no valid frame
-the step is the per-frame prediction. Query selection runs one TopK per band of rows with a
+the step is the per-frame prediction. Query selection runs one TopK per query tile (a band of rows) with a
 constant K <= 3840 (TensorRT's limit); key positions are computed from the selected positions;
 each frame's window is one Gather per query chunk (``--query-chunk`` queries bound the gathered
 keys/values); the refined rows go back with a ScatterND without reduction.
@@ -89,7 +89,7 @@ class ExportResult:
         for kind, items in (("input ", self.inputs), ("output", self.outputs)):
             lines += [f"  {kind} {name:<12} {dtype:<7} {list(shape)}" for name, shape, dtype in items]
         if self.topk_ks:
-            lines.append(f"  TopK K per query band: {self.topk_ks} (TensorRT limit {TOPK_LIMIT})")
+            lines.append(f"  TopK K per query tile: {self.topk_ks} (TensorRT limit {TOPK_LIMIT})")
         return "\n".join(lines)
 
 

@@ -13,11 +13,12 @@ frames ("memory"). Two selections make it sparse:
   position. Windows are **padded** at the borders: positions outside the map are masked out of
   the softmax (never clamped or duplicated), so a query near the border attends to fewer keys.
 
-Top-k and TensorRT: TensorRT's TopK accepts K <= 3840. Selection therefore runs per horizontal
-band of rows, each band keeping ``round(TR * band_positions)`` positions, with as few bands as keep
-every K <= 3840 (at 1024x2048 input, a 128x256 map: 5 bands of 25-26 rows). This differs from one
-global top-k in that every band gets exactly its share: a band with many boundaries cannot take
-slots from a flat one. With a single band (K <= 3840 overall) it is the global top-k.
+Top-k and TensorRT: TensorRT's TopK accepts K <= 3840. Selection therefore runs per query tile, a
+horizontal band of rows (config ``query_tiles``), each tile keeping ``round(TR * tile_positions)``
+positions, with as few tiles as keep every K <= 3840 (at 1024x2048 input, a 128x256 map: 5 tiles of
+25-26 rows). This differs from one global top-k in that every tile gets exactly its share: a tile
+with many boundaries cannot take slots from a flat one. With a single tile (K <= 3840 overall) it is
+the global top-k.
 
 Affinity: ``"dot"`` is the paper's scaled dot product between separately projected queries and
 keys. ``"l2"`` projects the query with the key projection (one projection for current and past
@@ -43,7 +44,7 @@ buffered frames as separate tensors (nearest first) plus a per-frame validity ve
 every key position arithmetically from the selected query positions (no index tables baked into
 the graph), gathers each frame's window with one Gather per frame and query chunk, and writes the
 refined rows back with a scatter without reduction (the selected positions are distinct). Per
-band top-k uses sorted output and the final raster-order sort is skipped (queries are
+tile top-k uses sorted output and the final raster-order sort is skipped (queries are
 independent, so their order does not change any value).
 """
 
@@ -114,20 +115,20 @@ def key_index_table(height: int, width: int, half_widths: tuple[int, ...]) -> tu
     return pos.to(torch.int32), inside, frame
 
 
-def query_bands(height: int, width: int, ratio: float, bands: int = 0,
+def query_tiles(height: int, width: int, ratio: float, tiles: int = 0,
                 limit: int = TOPK_LIMIT) -> list[tuple[int, int, int]]:
-    """Row bands for query selection: ``[(row_start, row_end, k), ...]`` with every k <= limit.
+    """Query tiles (horizontal bands of rows): ``[(row_start, row_end, k), ...]`` with every k <= limit.
 
-    ``bands=0`` picks the fewest bands that satisfy the limit; rows are split as evenly as possible.
+    ``tiles=0`` picks the fewest tiles that satisfy the limit; rows are split as evenly as possible.
     """
     if ratio <= 0:
         return []
-    if bands <= 0:
-        bands = 1
-        while bands < height and round(ratio * math.ceil(height / bands) * width) > limit:
-            bands += 1
-    bands = min(bands, height)
-    edges = [round(i * height / bands) for i in range(bands + 1)]
+    if tiles <= 0:
+        tiles = 1
+        while tiles < height and round(ratio * math.ceil(height / tiles) * width) > limit:
+            tiles += 1
+    tiles = min(tiles, height)
+    edges = [round(i * height / tiles) for i in range(tiles + 1)]
     out = []
     for r0, r1 in zip(edges[:-1], edges[1:], strict=True):
         k = min(max(round(ratio * (r1 - r0) * width), 1), (r1 - r0) * width)
@@ -170,11 +171,11 @@ def nsm_score(q: Tensor, radius: int) -> Tensor:
     return d_kl + d_cos
 
 
-def select_queries(score: Tensor, bands: Sequence[tuple[int, int, int]]) -> Tensor:
+def select_queries(score: Tensor, tiles: Sequence[tuple[int, int, int]]) -> Tensor:
     """Flat positions (B, N) of the selected queries, sorted ascending (raster order)."""
     b, h, w = score.shape
     flat = score.reshape(b, h * w)
-    picks = [flat[:, r0 * w:r1 * w].topk(k, dim=1, sorted=False).indices + r0 * w for r0, r1, k in bands]
+    picks = [flat[:, r0 * w:r1 * w].topk(k, dim=1, sorted=False).indices + r0 * w for r0, r1, k in tiles]
     return torch.cat(picks, 1).sort(dim=1).values
 
 
@@ -182,7 +183,7 @@ class SparseTemporalTransformer(nn.Module):
     """The STT module: refines a (B, C, H, W) feature map with attention into past frames.
 
     Parameters mirror :class:`stt_ros.config.STTConfig` (``key_frames`` T, window schedule
-    s/e/eps, ``query_radius`` r, ``query_ratio`` TR, ``attn_dim``, ``heads``, ``query_bands``,
+    s/e/eps, ``query_radius`` r, ``query_ratio`` TR, ``attn_dim``, ``heads``, ``query_tiles``,
     ``affinity``). With ``affinity="l2"`` there is no separate query projection.
     """
 
@@ -190,7 +191,7 @@ class SparseTemporalTransformer(nn.Module):
 
     def __init__(self, channels: int, key_frames: int = 7, window_start: int = 1, window_end: int = 5,
                  window_step: int = 1, query_radius: int = 5, query_ratio: float = 0.5, attn_dim: int = 32,
-                 heads: int = 2, query_bands: int = 0, chunk: int = 32, affinity: str = "dot") -> None:
+                 heads: int = 2, query_tiles: int = 0, chunk: int = 32, affinity: str = "dot") -> None:
         super().__init__()
         if attn_dim % heads:
             raise ValueError(f"attn_dim={attn_dim} is not divisible by heads={heads}")
@@ -205,7 +206,7 @@ class SparseTemporalTransformer(nn.Module):
         self.half_widths = tuple(key_half_widths(key_frames, window_start, window_end, window_step))
         self.query_radius = query_radius
         self.query_ratio = float(query_ratio)
-        self.query_bands = query_bands
+        self.query_tiles = query_tiles
         self.heads = heads
         self.head_dim = attn_dim // heads
         self.chunk = chunk
@@ -249,8 +250,8 @@ class SparseTemporalTransformer(nn.Module):
         b, _, h, w = q.shape
         if self.query_ratio >= 1.0:
             return torch.arange(h * w, device=q.device).expand(b, h * w)
-        bands = query_bands(h, w, self.query_ratio, self.query_bands)
-        return select_queries(nsm_score(q, self.query_radius), bands)
+        tiles = query_tiles(h, w, self.query_ratio, self.query_tiles)
+        return select_queries(nsm_score(q, self.query_radius), tiles)
 
     # ------------------------------------------------------------------ forward
     def forward(self, feat: Tensor, memory: Tensor, order: Sequence[int], valid: Tensor | Sequence[bool] | None = None
@@ -356,15 +357,15 @@ class SparseTemporalTransformer(nn.Module):
     def select_static(self, q: Tensor) -> Tensor:
         """Selected positions (N,) int32 of a batch-1 query map (1, d, H, W), for export.
 
-        The same sets as :meth:`select` (per-band top-k of the NSM score), in band order and score
-        order within a band instead of raster order; every top-k has a constant K <= 3840.
+        The same sets as :meth:`select` (per-tile top-k of the NSM score), in tile order and score
+        order within a tile instead of raster order; every top-k has a constant K <= 3840.
         """
         h, w = int(q.shape[2]), int(q.shape[3])  # static: plain ints even while tracing
         if self.query_ratio >= 1.0:
             return torch.arange(h * w, dtype=torch.int32, device=q.device)
-        bands = query_bands(h, w, self.query_ratio, self.query_bands)
+        tiles = query_tiles(h, w, self.query_ratio, self.query_tiles)
         flat = nsm_score(q, self.query_radius).reshape(h * w)
-        picks = [flat[r0 * w:r1 * w].topk(k).indices + r0 * w for r0, r1, k in bands]
+        picks = [flat[r0 * w:r1 * w].topk(k).indices + r0 * w for r0, r1, k in tiles]
         return torch.cat(picks).to(torch.int32)
 
     def forward_frames(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int = 1024

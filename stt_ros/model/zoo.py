@@ -159,7 +159,7 @@ def build_model(cfg: STTConfig) -> VideoSegModel:
             segnet.feat_channels, key_frames=cfg.key_frames, window_start=cfg.key_window_start,
             window_end=cfg.key_window_end, window_step=cfg.key_window_step, query_radius=cfg.query_radius,
             query_ratio=cfg.query_ratio, attn_dim=cfg.attn_dim, heads=cfg.attn_heads,
-            query_bands=cfg.query_tiles, affinity=cfg.attn_affinity)
+            query_tiles=cfg.query_tiles, affinity=cfg.attn_affinity)
     return VideoSegModel(segnet, stt, cfg.model)
 
 

@@ -163,7 +163,7 @@ def test_graph_passes_checker_and_tensorrt_rules(small_export: tuple[Path, STTCo
     meta = {p.key: p.value for p in proto.metadata_props}
     assert '"key_frames": 7' in meta["stt_ros.config"]
     assert f'"attn_affinity": "{cfg.attn_affinity}"' in meta["stt_ros.config"]
-    # one TopK per band with exactly that band's share (here a single band: the global top-k)
+    # one TopK per query tile with exactly that tile's share (here a single tile: the global top-k)
     assert topk_ks(proto) == [round(0.5 * (H // 8) * (W // 8))]
 
 
@@ -195,7 +195,7 @@ def test_baseline_graph_has_image_in_class_map_out(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_full_size_export_keeps_every_topk_within_tensorrt_limit(tmp_path: Path) -> None:
     """The real stt_bise18 at 1024x2048 (a 128x256 map: 16384 queries at TR=0.5) exports with five
-    bands of at most 3840 queries each; export only, nothing runs."""
+    tiles of at most 3840 queries each; export only, nothing runs."""
     torch.manual_seed(0)
     cfg = STTConfig(model="stt_bise18", input_height=1024, input_width=2048)
     path = tmp_path / "stt_1024.onnx"
@@ -214,7 +214,7 @@ def test_cli_maps_yaml_and_flags_onto_the_config(tmp_path: Path, capsys: pytest.
     assert main(["--config", str(yml), "--input-height", str(H), "--input-width", str(W), "--output", str(out),
                  "--logits", "--query-chunk", "16"]) == 0
     text = capsys.readouterr().out
-    assert f"wrote {out}" in text and "memory_2" in text and "TopK K per query band: [64]" in text
+    assert f"wrote {out}" in text and "memory_2" in text and "TopK K per query tile: [64]" in text
     proto = onnx.load(str(out))
     inputs = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in proto.graph.input}
     assert inputs["image"] == [1, H, W, 3] and "memory_3" not in inputs  # flag beat the YAML, T=3 from YAML

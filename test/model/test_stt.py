@@ -16,7 +16,7 @@ from stt_ros.model.stt import (
     key_index_table,
     key_size,
     nsm_score,
-    query_bands,
+    query_tiles,
     select_queries,
     window_keys,
 )
@@ -122,28 +122,28 @@ def test_selected_queries_lie_on_the_boundary() -> None:
     assert ((xs - split).abs() <= r // 2).logical_or((xs - (split - 1)).abs() <= r // 2).all(), xs.tolist()
 
 
-def test_query_bands_respect_tensorrt_topk_limit() -> None:
-    bands = query_bands(128, 256, 0.5)  # 1024x2048 input
-    assert len(bands) == 5 and all(k <= TOPK_LIMIT for _, _, k in bands)
-    assert bands[0][0] == 0 and bands[-1][1] == 128
-    assert all(a[1] == b[0] for a, b in zip(bands, bands[1:], strict=False))
-    assert abs(sum(k for *_, k in bands) - 0.5 * 128 * 256) <= len(bands)
-    assert query_bands(64, 128, 0.5) == [(0, 32, 2048), (32, 64, 2048)]
-    assert query_bands(32, 64, 0.5) == [(0, 32, 1024)]  # one band: the global top-k
-    assert query_bands(64, 128, 0.0) == []
+def test_query_tiles_respect_tensorrt_topk_limit() -> None:
+    tiles = query_tiles(128, 256, 0.5)  # 1024x2048 input
+    assert len(tiles) == 5 and all(k <= TOPK_LIMIT for _, _, k in tiles)
+    assert tiles[0][0] == 0 and tiles[-1][1] == 128
+    assert all(a[1] == b[0] for a, b in zip(tiles, tiles[1:], strict=False))
+    assert abs(sum(k for *_, k in tiles) - 0.5 * 128 * 256) <= len(tiles)
+    assert query_tiles(64, 128, 0.5) == [(0, 32, 2048), (32, 64, 2048)]
+    assert query_tiles(32, 64, 0.5) == [(0, 32, 1024)]  # one tile: the global top-k
+    assert query_tiles(64, 128, 0.0) == []
     with pytest.raises(ValueError, match="top-k"):
-        query_bands(4, 10000, 1.0, bands=4)
+        query_tiles(4, 10000, 1.0, tiles=4)
 
 
-def test_band_selection_takes_each_bands_share() -> None:
+def test_tile_selection_takes_each_tiles_share() -> None:
     score = torch.zeros(1, 8, 10)
-    score[0, :4] = torch.rand(4, 10) + 10  # the top band scores far higher
-    sel = select_queries(score, query_bands(8, 10, 0.5, bands=2))[0]
+    score[0, :4] = torch.rand(4, 10) + 10  # the top tile scores far higher
+    sel = select_queries(score, query_tiles(8, 10, 0.5, tiles=2))[0]
     rows = sel // 10
     assert (rows < 4).sum() == 20 and (rows >= 4).sum() == 20
     global_top = score.reshape(-1).topk(40).indices.sort().values
-    assert int((global_top // 10 < 4).sum()) == 40  # one global top-k would take the top band only
-    assert torch.equal(select_queries(score, query_bands(8, 10, 0.5, bands=1))[0], global_top)
+    assert int((global_top // 10 < 4).sum()) == 40  # one global top-k would take the top tile only
+    assert torch.equal(select_queries(score, query_tiles(8, 10, 0.5, tiles=1))[0], global_top)
     assert torch.equal(sel, sel.sort().values)  # raster order
 
 
