@@ -90,6 +90,16 @@ def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
         raise ConfigError(f"{path} nests collections too deeply to be a config file") from None
 
 
+def reject_unknown_keys(data: dict[Any, Any], cls: type, what: str = "config key(s)", where: str = "") -> None:
+    """ConfigError naming the keys of ``data`` that are no field of the dataclass ``cls`` (typos
+    must not be ignored), e.g. ``unknown config key(s) ['modle']; known keys: [...]``; ``where``
+    is appended to the first part (`` in section 'train'``)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted_names(k for k in data if k not in known)
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}{where}; known keys: {sorted(known)}")
+
+
 def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
@@ -199,10 +209,7 @@ class STTConfig:
         """Build from a mapping; unknown keys are an error naming them (catches typos)."""
         if not isinstance(data, dict):
             raise ConfigError(f"a model config must be a mapping of field names, not {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted_names(k for k in data if k not in known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        reject_unknown_keys(data, cls)
         kw = dict(data)
         for name in ("mean", "std"):
             if name in kw:

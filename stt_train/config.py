@@ -16,7 +16,15 @@ from typing import Any
 
 import yaml
 
-from stt_ros.config import ConfigError, STTConfig, fits_annotation, read_yaml_file, short_repr, sorted_names
+from stt_ros.config import (
+    ConfigError,
+    STTConfig,
+    fits_annotation,
+    read_yaml_file,
+    reject_unknown_keys,
+    short_repr,
+    sorted_names,
+)
 
 
 def check_types(obj: Any, section: str) -> None:
@@ -165,10 +173,7 @@ class ExperimentConfig:
 def _section(cls, data: dict[str, Any], name: str):
     if not isinstance(data, dict):
         raise ConfigError(f"section {name!r} must be a mapping, not {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted_names(k for k in data if k not in known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in section {name!r}; known keys: {sorted(known)}")
+    reject_unknown_keys(data, cls, what="key(s)", where=f" in section {name!r}")
     obj = cls(**data)
     obj.validate()
     return obj
