@@ -69,7 +69,7 @@ def run_case(size: tuple[int, int], transport: str, args: argparse.Namespace) ->
     h, w = size
     with tempfile.TemporaryDirectory() as tmp:
         params = Path(tmp) / "p.yaml"
-        params.write_text(yaml.safe_dump({"stt_node": {"ros__parameters": {
+        params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
             "model": args.model, "input_height": args.net[0], "input_width": args.net[1],
             "camera_names": ["cam"], "camera_topics": ["/cam/image"], "input_reliability": "reliable"}}}))
         node = NodeProcess(params, DOMAIN)

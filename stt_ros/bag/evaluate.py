@@ -317,7 +317,7 @@ def run_online(run: Run, workdir: Path) -> dict:
 
     workdir.mkdir(parents=True, exist_ok=True)
     params_file = workdir / "node_params.yaml"
-    params_file.write_text(yaml.safe_dump({"stt_node": {"ros__parameters": node_parameters(
+    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_parameters(
         run.cams, run.cfg, run.settings)}}))
     spec = {"bag": str(run.source.path), "recording": str(workdir / "recording"),
             "summary": str(workdir / "replay.json"), "node_log": str(workdir / "node.log"),

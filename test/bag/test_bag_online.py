@@ -73,7 +73,7 @@ def test_online_masks_equal_offline(synth_bag: Path, tmp_path: Path, rate: float
         assert ok == o_ok and (inter, union) == (o_inter, o_union), f"frame {stamp}"
         if ok:
             assert abs(miou - o_miou) <= 1e-6 and 0 < miou <= 1, f"frame {stamp}"
-    assert len({round(online_tc[s][1], 6) for s in valid}) > 1
+    assert len(valid) < 2 or len({round(online_tc[s][1], 6) for s in valid}) > 1  # values, not a constant
     summary = json.loads((out / "metrics.json").read_text())["cameras"][0]
     assert summary["tc_pairs"] == len(valid) and summary["tc_protocol"] == "stt_ros"
 

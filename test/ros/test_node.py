@@ -201,7 +201,7 @@ def test_parameters_match_the_params_file_and_validate(node) -> None:
     _, client = node
     listed = client.call(ListParameters, "/stt_node/list_parameters", ListParameters.Request())
     declared = set(listed.result.names) - BUILTIN_PARAMS
-    in_file = set(yaml.safe_load((ROOT / "config" / "stt.yaml").read_text())["stt_node"]["ros__parameters"])
+    in_file = set(yaml.safe_load((ROOT / "config" / "stt.yaml").read_text())["/**"]["ros__parameters"])
     assert declared == in_file
 
     def set_param(name: str, value: ParameterValue) -> bool:

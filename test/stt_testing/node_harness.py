@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_params(path: Path, **params) -> Path:  # noqa: ANN003
-    path.write_text(yaml.safe_dump({"stt_node": {"ros__parameters": params}}))
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     return path
 
 
