@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stt_ros.model.specs import MODEL_NAMES, MODEL_SPECS
+
 ARCHITECTURES = ("bisenet", "pspnet")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -150,14 +152,10 @@ class STTConfig:
     @property
     def temporal(self) -> bool:
         """True for STT models, False for per-frame baselines."""
-        from stt_ros.model.zoo import MODEL_SPECS
-
         return MODEL_SPECS[self.model].temporal
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
-        from stt_ros.model.zoo import MODEL_NAMES  # local: zoo imports config
-
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type == "str" and not isinstance(value, str):
@@ -226,12 +224,29 @@ class STTConfig:
         return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
-def load_config(path: str) -> STTConfig:
-    """Read an :class:`STTConfig` from a YAML file (a flat mapping of field names)."""
-    data = read_yaml_file(path) or {}
+def _mapping(data: Any, path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
-    return STTConfig.from_dict(data)
+    return data
+
+
+def load_config(path: str) -> STTConfig:
+    """Read an :class:`STTConfig` from a YAML file (a flat mapping of field names)."""
+    return STTConfig.from_dict(_mapping(read_yaml_file(path) or {}, path))
+
+
+def read_config_file(path: str | Path) -> STTConfig:
+    """An STTConfig from a flat YAML mapping (unknown keys are errors, as in :func:`load_config`) or
+    from a ROS params file (``node: ros__parameters: {...}``, like config/stt.yaml; the node's other
+    parameters are skipped). What ``stt-export --config`` and ``stt-tensorrt --config`` read."""
+    data = read_yaml_file(path) or {}
+    if isinstance(data, dict) and len(data) == 1:
+        inner = next(iter(data.values()))
+        if isinstance(inner, dict) and isinstance(inner.get("ros__parameters"), dict):
+            # the node's own parameters sit beside the model's: take the STTConfig fields only
+            known = STTConfig.field_help()
+            return STTConfig.from_dict({k: v for k, v in inner["ros__parameters"].items() if k in known})
+    return STTConfig.from_dict(_mapping(data, path))
 
 
 def resolve_weights(cfg: STTConfig, config_path: str | Path | None) -> STTConfig:

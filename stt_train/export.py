@@ -50,10 +50,21 @@ from typing import Any
 
 import torch
 
-from stt_ros.config import ConfigError, STTConfig
+from stt_ros.config import ConfigError, STTConfig, read_config_file
+from stt_ros.model.graph_contract import (
+    GRAPH_FIELDS,
+    GRAPH_FORMAT,
+    META_CONFIG,
+    META_FORMAT,
+    META_QUERY_CHUNK,
+    META_TORCH,
+    META_WEIGHTS,
+    META_WITH_LOGITS,
+    Signature,
+    proto_signature,
+)
 from stt_ros.model.stt import TOPK_LIMIT
 from stt_ros.model.zoo import StreamingStepGraph, VideoSegModel, build_model
-from stt_ros.runtime.graph_io import GRAPH_FIELDS, GRAPH_FORMAT, META_CONFIG, META_FORMAT, read_config_file
 
 DEFAULT_OPSET = 17
 #: TensorRT 10 parses opsets 9..20; the legacy TorchScript exporter used here writes up to 20.
@@ -141,21 +152,12 @@ def graph_problems(model_proto: Any, topk_limit: int = TOPK_LIMIT) -> list[str]:
 
 def io_signature(model_proto: Any) -> tuple[IOList, IOList]:
     """[(name, shape, dtype)] of the graph inputs and outputs (dtype as a numpy name)."""
-    from onnx import helper
-
-    def sig(values: Any) -> IOList:
-        out = []
-        for vi in values:
-            tt = vi.type.tensor_type
-            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
-            out.append((vi.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim), dtype))
-        return out
-
-    return sig(model_proto.graph.input), sig(model_proto.graph.output)
+    inputs, outputs, _ = proto_signature(model_proto)
+    return _io_list(inputs), _io_list(outputs)
 
 
-def step_metadata(model_proto: Any) -> dict[str, str]:
-    return {p.key: p.value for p in model_proto.metadata_props}
+def _io_list(sig: Signature) -> IOList:
+    return [(name, shape, dtype) for name, (shape, dtype) in sig.items()]
 
 
 # ---------------------------------------------------------------------------- export
@@ -191,9 +193,9 @@ def export_step(model: VideoSegModel, config: STTConfig, output: str | Path, ops
     meta = {META_FORMAT: GRAPH_FORMAT,
             META_CONFIG: json.dumps({k: v for k, v in config.to_dict().items() if k in GRAPH_FIELDS},
                                          sort_keys=True),
-            "stt_ros.query_chunk": str(query_chunk), "stt_ros.with_logits": str(int(with_logits)),
-            "stt_ros.weights": weights_note or "random initialisation",
-            "stt_ros.torch": torch.__version__}
+            META_QUERY_CHUNK: str(query_chunk), META_WITH_LOGITS: str(int(with_logits)),
+            META_WEIGHTS: weights_note or "random initialisation",
+            META_TORCH: torch.__version__}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -220,13 +222,11 @@ def _flag(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="stt-export", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Graph inputs/outputs, opset and shapes: see docs/DEPLOY.md.\n\nexamples:\n"
-               "  stt-export --config models/stt_bise18_synthdrive.yaml \\\n"
-               "      --output models/stt_bise18_synthdrive.onnx\n"
-               "  stt-export --model stt_bise18 --input-height 1024 --input-width 2048 --output /tmp/stt_1024.onnx\n"
-               "  stt-export --model bise18 --num-classes 11 --logits --output /tmp/bise18_camvid.onnx")
+    examples = __doc__.split("Examples::\n\n")[1].rstrip().splitlines()  # the module docstring's, 2-space indent
+    p = argparse.ArgumentParser(prog="stt-export", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Graph inputs/outputs, opset and shapes: see docs/DEPLOY.md.\n\nexamples:\n"
+                                + "\n".join(line[2:] for line in examples))
     p.add_argument("--config", metavar="YAML", help="STTConfig YAML (flat mapping, or a ROS params file); "
                    "flags below override its values")
     p.add_argument("--weights", metavar="PATH", default=None,

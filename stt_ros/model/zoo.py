@@ -8,38 +8,30 @@ on its 1/8 feature map.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from stt_ros.model.base import SegNet, SegOutput, upsample
 from stt_ros.model.bisenet import BiSeNet
+from stt_ros.model.graph_contract import (
+    CLASS_OUTPUT,
+    IMAGE_INPUT,
+    LOGITS_OUTPUT,
+    MEMORY_OUTPUT,
+    VALID_INPUT,
+    memory_input_name,
+)
 from stt_ros.model.pspnet import PSPNet
+from stt_ros.model.specs import MODEL_NAMES, MODEL_SPECS, ModelSpec
 from stt_ros.model.stt import SparseTemporalTransformer
 
 if TYPE_CHECKING:
     from stt_ros.config import STTConfig
 
-
-class ModelSpec(NamedTuple):
-    architecture: str  # "bisenet" | "pspnet"
-    backbone: str  # "resnet18" ...
-    temporal: bool  # with a Sparse Temporal Transformer
-
-
-MODEL_SPECS: dict[str, ModelSpec] = {
-    "stt_bise18": ModelSpec("bisenet", "resnet18", True),
-    "stt_bise34": ModelSpec("bisenet", "resnet34", True),
-    "stt_psp18": ModelSpec("pspnet", "resnet18", True),
-    "stt_psp101": ModelSpec("pspnet", "resnet101", True),
-    "bise18": ModelSpec("bisenet", "resnet18", False),
-    "bise34": ModelSpec("bisenet", "resnet34", False),
-    "psp18": ModelSpec("pspnet", "resnet18", False),
-    "psp50": ModelSpec("pspnet", "resnet50", False),
-    "psp101": ModelSpec("pspnet", "resnet101", False),
-}
-MODEL_NAMES: tuple[str, ...] = tuple(MODEL_SPECS)
+__all__ = ["MODEL_NAMES", "MODEL_SPECS", "ModelSpec", "StreamingStepGraph", "VideoSegModel", "build_model",
+           "build_segnet"]
 
 
 class VideoSegModel(nn.Module):
@@ -99,19 +91,15 @@ class VideoSegModel(nn.Module):
         feat = self.stt.forward_frames(feat, frames, valid, query_chunk)
         return upsample(self.segnet.head(feat), image.shape[-2:]), kv
 
-    def forward_clip(self, clip: Tensor, all_frames: bool = False, grad_prev: bool = False,
-                     memory: str = "past") -> SegOutput | Tensor:
+    def forward_clip(self, clip: Tensor, all_frames: bool = False, grad_prev: bool = False) -> SegOutput | Tensor:
         """Run a clip (B, N, 3, H, W), frames in time order.
 
         Frame i attends to frames i-1, i-2, ... (at most T), exactly as streaming would.
         ``all_frames=False``: SegOutput of the last frame (aux logits in train mode; semi-supervised
         training labels only that frame); previous frames run through the per-frame network
         without gradients unless ``grad_prev`` (their key/value projections always get them).
-        ``all_frames=True``: logits of every frame, (B, N, classes, H, W); with ``memory="current"``
-        (a control without the past) frame i attends to N - 1 copies of itself instead.
+        ``all_frames=True``: logits of every frame, (B, N, classes, H, W).
         """
-        if memory not in ("past", "current") or (memory == "current" and not all_frames):
-            raise ValueError(f"memory={memory!r}: past, or current with all_frames=True")
         b, n = clip.shape[:2]
         size = clip.shape[-2:]
         if not all_frames:
@@ -131,10 +119,9 @@ class VideoSegModel(nn.Module):
         if self.stt is None:
             out = [self.segnet.head(feats[:, i]) for i in range(n)]
         else:
-            orders = [[i] * (n - 1) if memory == "current" else list(range(i - 1, -1, -1)) for i in range(n)]
             kv = self.stt.project_memory(feats.flatten(0, 1))
             kv = kv.view(b, n, *kv.shape[1:])
-            out = [self.segnet.head(self.stt(feats[:, i], kv, orders[i])) for i in range(n)]
+            out = [self.segnet.head(self.stt(feats[:, i], kv, list(range(i - 1, -1, -1)))) for i in range(n)]
         return torch.stack([upsample(o, size) for o in out], 1)
 
 
@@ -164,21 +151,9 @@ def build_model(cfg: STTConfig) -> VideoSegModel:
 
 
 # ---------------------------------------------------------------------------- exported streaming step
-#: Graph I/O names of the exported streaming step (see docs/DEPLOY.md).
-IMAGE_INPUT = "image"  # uint8 (1, H, W, 3) RGB at the network size
-VALID_INPUT = "frame_valid"  # bool (T,): frame k of the memory inputs holds a buffered frame
-CLASS_OUTPUT = "class_map"  # int32 (1, H, W) class ids
-MEMORY_OUTPUT = "new_memory"  # float32 (1, heads, H/8*W/8, 2*head_dim): this frame's keys/values
-LOGITS_OUTPUT = "logits"  # float32 (1, classes, H, W), optional
-
-
-def memory_input_name(k: int) -> str:
-    """Name of the k-th nearest buffered frame's keys/values input (k = 0 the most recent)."""
-    return f"memory_{k}"
-
-
 class StreamingStepGraph(nn.Module):
-    """What ``stt-export`` traces: uint8 image + T buffered frames -> class map + this frame's memory.
+    """What ``stt-export`` traces: uint8 image + T buffered frames -> class map + this frame's memory
+    (I/O names: :mod:`stt_ros.model.graph_contract`).
 
     Normalisation ``(x - 255 mean) / (255 std)`` and the class argmax happen inside, exactly as the
     torch backend does them, so a runtime only binds buffers. ``forward(image, *memory, valid)``

@@ -1,20 +1,22 @@
 """One interface for every inference backend, so callers (the node, bag evaluation) never know
 which one runs. A backend holds the shared model; each stream's state (its ring buffer) is made by
-``create_state`` and lives where the backend computes (torch device, ONNX Runtime, TensorRT)."""
+``create_state`` and lives where the backend computes (torch device, ONNX Runtime, TensorRT).
+
+This module imports neither torch nor any backend's library: the backends live one per module
+(:mod:`~stt_ros.runtime.torch_backend`, :mod:`~stt_ros.runtime.onnx_backend`,
+:mod:`~stt_ros.runtime.tensorrt_backend`) and :func:`stt_ros.runtime.factory.create_backend`
+picks one by name.
+"""
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-import torch
 
-from stt_ros.config import ConfigError, STTConfig
-from stt_ros.model.zoo import VideoSegModel, build_model
-from stt_ros.runtime.ring_buffer import RingBuffer
+from stt_ros.config import STTConfig
 
 
 class StreamState(Protocol):
@@ -33,10 +35,29 @@ class BackendOutput:
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds
 
 
+class NoMemory:
+    """State of a per-frame baseline: nothing to remember."""
+
+    capacity = 0
+    fill = 0
+
+    def reset(self) -> None:
+        pass
+
+
 class Backend(ABC):
-    """Runs one streaming step of the model for one stream's state."""
+    """Runs one streaming step of the model for one stream's state.
+
+    A new backend implements ``create_state`` and ``infer``; ``infer`` starts with
+    :meth:`check_input`, so every backend refuses the same inputs with the same message before it
+    touches the stream's state.
+    """
 
     name: str = ""
+    #: whether ``infer(..., return_logits=True)`` can be served (an exported graph may lack logits)
+    has_logits: bool = True
+    #: what to re-export when the logits are missing (the graph or plan file), for the error message
+    source: object = ""
 
     def __init__(self, config: STTConfig) -> None:
         self.config = config
@@ -50,102 +71,11 @@ class Backend(ABC):
         """``image``: RGB uint8 (net_h, net_w, 3). Runs the step against ``state``'s past frames,
         then pushes this frame into it."""
 
-
-class _NoMemory:
-    """State of a per-frame baseline: nothing to remember."""
-
-    capacity = 0
-    fill = 0
-
-    def reset(self) -> None:
-        pass
-
-
-class TorchBackend(Backend):
-    """PyTorch on ``config.device``; normalisation, network, temporal transformer and argmax all
-    run there, the ring buffer is a preallocated tensor on the same device."""
-
-    name = "torch"
-
-    def __init__(self, config: STTConfig, model: VideoSegModel | None = None) -> None:
-        super().__init__(config)
-        try:
-            self.device = torch.device(config.device)
-        except RuntimeError as exc:
-            raise ConfigError(f"device={config.device!r} is not a torch device: {exc}") from exc
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device={config.device!r} but CUDA is not available; use device=cpu")
-        if config.precision == "fp16" and self.device.type != "cuda":
-            raise ConfigError("precision=fp16 with the torch backend needs a CUDA device")
-        if model is None:
-            model = build_model(config)
-            if config.weights:
-                from stt_ros.weights import load_weights
-
-                load_weights(model, config.weights, config=config.to_dict())
-        self.dtype = torch.float16 if config.precision == "fp16" else torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
-        mean = torch.tensor(config.mean, device=self.device, dtype=self.dtype) * 255
-        std = torch.tensor(config.std, device=self.device, dtype=self.dtype) * 255
-        self._mean, self._inv_std = mean.view(1, 3, 1, 1), (1 / std).view(1, 3, 1, 1)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, 3) RGB on any device -> normalised (B, 3, H, W) on the model's device."""
-        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).to(self.dtype)
-        return (x - self._mean) * self._inv_std
-
-    def create_state(self) -> StreamState:
-        stt = self.model.stt
-        if stt is None:
-            return _NoMemory()
-        h, w = self.config.input_height // 8, self.config.input_width // 8
-        return RingBuffer(stt.key_frames, stt.memory_shape(h, w), self.device, self.dtype)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def infer(self, image: np.ndarray, state: StreamState, return_logits: bool = False) -> BackendOutput:
+    def check_input(self, image: np.ndarray, return_logits: bool = False) -> None:
+        """ValueError unless ``image`` is what :meth:`infer` takes and ``return_logits`` can be served."""
         expected = (self.config.input_height, self.config.input_width, 3)
-        if image.shape != expected or image.dtype != np.uint8:
-            raise ValueError(f"backend input must be uint8 {expected}, got {image.dtype} {image.shape}")
-        if not image.flags.writeable:  # e.g. a view of a bag's message bytes; torch wants writable memory
-            image = image.copy()
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            x = self.normalize(torch.from_numpy(image)[None])
-            if isinstance(state, RingBuffer):
-                logits, kv = self.model.step(x, state.storage, state.order())
-                state.push(kv)
-            else:
-                logits, _ = self.model.step(x, None, [])
-            class_map = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-            out_logits = logits[0].float().cpu().numpy() if return_logits else None
-        self._sync()
-        return BackendOutput(class_map, out_logits, {"network_ms": (time.perf_counter() - t0) * 1e3})
-
-
-def create_backend(config: STTConfig, model: VideoSegModel | None = None, **options: Any) -> Backend:
-    """The backend ``config.backend`` names.
-
-    ``torch`` runs ``model`` (default: built from the config, weights from ``config.weights``).
-    ``onnxruntime`` and ``tensorrt`` run the graph written by ``stt-export``: ``config.weights``
-    names the .onnx file (or, for tensorrt, a built .plan), or a checkpoint with the .onnx beside
-    it. ``options`` go to the backend's constructor (see OnnxRuntimeBackend, TensorRTBackend).
-    """
-    if config.backend == "torch":
-        if options:
-            raise ConfigError(f"backend=torch takes no options, got {sorted(options)}")
-        return TorchBackend(config, model)
-    if model is not None:
-        raise ConfigError(f"backend={config.backend} runs an exported graph, not a torch model: export the model "
-                          f"with stt-export and set weights to the .onnx file")
-    if config.backend == "onnxruntime":
-        from stt_ros.runtime.onnx_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(config, **options)
-    if config.backend == "tensorrt":
-        from stt_ros.runtime.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(config, **options)
-    raise ConfigError(f"backend={config.backend!r} is not available; use torch, onnxruntime or tensorrt")
+        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", None)
+        if not isinstance(image, np.ndarray) or shape != expected or dtype != np.uint8:
+            raise ValueError(f"backend input must be uint8 {expected}, got {dtype} {shape}")
+        if return_logits and not self.has_logits:
+            raise ValueError(f"{self.source} has no logits output; export it with `stt-export --logits`")

@@ -23,17 +23,18 @@ from typing import Any
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig
-from stt_ros.model.zoo import (
+from stt_ros.model.graph_contract import (
     CLASS_OUTPUT,
     IMAGE_INPUT,
     LOGITS_OUTPUT,
     MEMORY_OUTPUT,
-    MODEL_SPECS,
     VALID_INPUT,
+    expected_io,
     memory_input_name,
 )
-from stt_ros.runtime.backend import Backend, BackendOutput, StreamState
-from stt_ros.runtime.graph_io import NoMemory, SlotRing, check_graph, expected_io, resolve_graph_path
+from stt_ros.model.specs import MODEL_SPECS
+from stt_ros.runtime.backend import Backend, BackendOutput, NoMemory, StreamState
+from stt_ros.runtime.graph_io import SlotRing, check_graph, resolve_graph_path
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class OnnxRuntimeBackend(Backend):
                  threads: int = 0, session_options: Any = None) -> None:
         super().__init__(config)
         self.ort = ort = _import_ort()
-        self.path = resolve_graph_path(config, onnx_path, self.name)
+        self.path = self.source = resolve_graph_path(config, onnx_path, self.name)
         chosen = choose_providers(config.device, ort.get_available_providers(), config.precision, providers,
                                   cache_dir=self.path.parent / ".ort_trt_cache")
         so = session_options or ort.SessionOptions()
@@ -182,11 +183,7 @@ class OnnxRuntimeBackend(Backend):
         return OrtStreamState(self) if self.temporal else NoMemory()
 
     def infer(self, image: np.ndarray, state: StreamState, return_logits: bool = False) -> BackendOutput:
-        expected = (self.config.input_height, self.config.input_width, 3)
-        if image.shape != expected or image.dtype != np.uint8:
-            raise ValueError(f"backend input must be uint8 {expected}, got {image.dtype} {image.shape}")
-        if return_logits and not self.has_logits:
-            raise ValueError(f"{self.path} has no logits output; export it with `stt-export --logits`")
+        self.check_input(image, return_logits)
         t0 = time.perf_counter()
         x = np.ascontiguousarray(image)[None]
         logits = None

@@ -14,10 +14,8 @@ import torch
 
 from stt_ros.config import ConfigError, STTConfig
 from stt_ros.runtime import create_backend
-from stt_ros.runtime.tensorrt_backend import (
+from stt_ros.runtime.tensorrt_cache import (
     EngineKey,
-    calibration_descriptor,
-    calibration_images,
     engine_cache_path,
     file_sha256,
     gpu_slug,
@@ -25,6 +23,7 @@ from stt_ros.runtime.tensorrt_backend import (
     sidecar_path,
     write_plan,
 )
+from stt_ros.runtime.tensorrt_calibration import calibration_descriptor, calibration_images
 
 
 def _gpu_reason() -> str | None:
@@ -285,7 +284,8 @@ def test_emulated_engine_binds_slots_without_copies(small_graph, monkeypatch) ->
 
 def test_emulated_cache_rebuilds_for_version_and_onnx_changes(small_graph, monkeypatch, tmp_path: Path) -> None:
     from stt_ros.model.zoo import build_model
-    from stt_ros.runtime.tensorrt_backend import EngineError, TensorRTBackend
+    from stt_ros.runtime.tensorrt_backend import TensorRTBackend
+    from stt_ros.runtime.tensorrt_cuda import EngineError
     from stt_train.export import export_step
 
     cfg, _, path = small_graph
@@ -317,7 +317,8 @@ def test_emulated_cache_rebuilds_for_version_and_onnx_changes(small_graph, monke
 
 
 def test_emulated_errors_before_building(small_graph, monkeypatch) -> None:
-    from stt_ros.runtime.tensorrt_backend import EngineError, TensorRTBackend
+    from stt_ros.runtime.tensorrt_backend import TensorRTBackend
+    from stt_ros.runtime.tensorrt_cuda import EngineError
 
     cfg, _, path = small_graph
     trt, _ = emulate(monkeypatch, devices=0)
