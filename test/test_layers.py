@@ -1,11 +1,15 @@
-"""Layering rule: nothing outside stt_ros/ros/ imports rclpy or a ROS message package."""
+"""Layering rules: nothing outside stt_ros/ros/ imports rclpy or a ROS message package; no import
+cycle inside stt_ros/ and stt_train/; the config and the onnxruntime backend load without torch."""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("stt_ros", "stt_train")
@@ -94,3 +98,133 @@ def test_runtime_imports_load_no_ros() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"ROS modules loaded by the ROS-free layers:\n{out.stdout}"
+
+
+# ---------------------------------------------------------------------------- import cycles
+def module_names(root: Path, packages: tuple[str, ...]) -> dict[str, Path]:
+    """Dotted module name -> source file of every module of ``packages`` under ``root``."""
+    out = {}
+    for pkg in packages:
+        for p in (root / pkg).rglob("*.py"):
+            rel = p.relative_to(root).with_suffix("")
+            out[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = p
+    return out
+
+
+def module_imports(name: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
+    """The modules of ``modules`` that ``name`` imports -> first line. Every import statement
+    counts, wherever it stands (module level, inside a function, under ``if TYPE_CHECKING``):
+    a lazy import closes a cycle as surely as a top-level one, only later. ``from pkg import x``
+    is an import of ``pkg.x`` when that is a module, else of ``pkg``; relative imports resolve
+    against the module's package; an import of a module outside ``modules`` resolves to the
+    longest prefix inside it (none: ignored)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def known(dotted: str) -> str | None:
+        while dotted and dotted not in modules:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        targets: list[str | None] = []
+        if isinstance(node, ast.Import):
+            targets = [known(a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else known(base) for a in node.names]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str) \
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__"):
+            targets = [known(node.args[0].value)]
+        for target in targets:
+            if target is not None and target != name:
+                found.setdefault(target, node.lineno)
+    return found
+
+
+def import_cycles(root: Path, packages: tuple[str, ...]) -> list[str]:
+    """One cycle (``a:line -> b:line -> a``) per strongly connected group of modules."""
+    modules = module_names(root, packages)
+    graph = {name: module_imports(name, path, modules) for name, path in modules.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while not group or w != v:
+                w = stack.pop()
+                group.add(w)
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for group in groups:  # the shortest way from the group's first module back to itself
+        start = min(group)
+        came: dict[str, str] = {}
+        queue = deque([start])
+        while start not in came:
+            v = queue.popleft()
+            for w in sorted(graph[v]):
+                if w in group and w not in came:
+                    came[w] = v
+                    queue.append(w)
+        path = [start]
+        while len(path) == 1 or path[-1] != start:
+            path.append(came[path[-1]])
+        path.reverse()
+        cycles.append(" -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(path, path[1:], strict=False))
+                      + f" -> {start}")
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    cycles = import_cycles(ROOT, PACKAGES)
+    assert not cycles, "import cycles (move the shared part into a module both can import):\n" + "\n".join(cycles)
+
+
+def test_cycle_detector_sees_lazy_and_from_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    for f in ("__init__.py", "sub/__init__.py", "leaf.py"):
+        (pkg / f).write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")  # b is a module: the edge goes to pkg.sub.b
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import g\n")  # lazy and relative
+    (pkg / "c.py").write_text("import os\nimport pkg.leaf\nfrom pkg import a\ng = 1\n")
+    (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\n")
+    (pkg / "e.py").write_text("import importlib\nimportlib.import_module('pkg.d')\n")
+    cycles = import_cycles(tmp_path, ("pkg",))
+    assert sorted(cycles) == ["pkg.a (line 1) -> pkg.sub.b (line 2) -> pkg.c (line 3) -> pkg.a",
+                              "pkg.d (line 3) -> pkg.e (line 2) -> pkg.d"]
+    (pkg / "c.py").write_text("import pkg.leaf\n")
+    assert import_cycles(tmp_path, ("pkg",)) == ["pkg.d (line 3) -> pkg.e (line 2) -> pkg.d"]
+
+
+# ---------------------------------------------------------------------------- torch-free imports
+@pytest.mark.parametrize("code", ["from stt_ros.config import STTConfig; STTConfig(); STTConfig(model='bise18')",
+                                  "import stt_ros.runtime.onnx_backend",
+                                  "from stt_ros.runtime import StreamingSegmenter, SegResult, Backend"])
+def test_loads_without_torch(code: str) -> None:
+    """Building a config or loading the onnxruntime backend (a deployment without torch) never
+    imports torch, in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", f"import sys\n{code}\nprint('torch' in sys.modules)"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False", f"{code!r} imports torch"
