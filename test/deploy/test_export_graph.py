@@ -14,6 +14,7 @@ import yaml
 from stt_ros.config import STTConfig
 from stt_ros.model.stt import TOPK_LIMIT, SparseTemporalTransformer
 from stt_ros.model.zoo import StreamingStepGraph, build_model
+from stt_testing.stt_inputs import make_memory
 from stt_train import export as export_mod
 from stt_train.export import ExportError, export_step, graph_problems, main, topk_ks
 
@@ -42,11 +43,6 @@ RESIZE_MODES = {"nearest", "linear"}
 RESIZE_TRANSFORMS = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
 
 
-def make_memory(stt: SparseTemporalTransformer, frames: int, c: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return stt.project_memory(torch.randn(frames, c, h, w, generator=g))[None]
-
-
 # ---------------------------------------------------------------------------- validity mask
 @pytest.mark.parametrize("fill", [0, 1, 2, 3, 4])
 def test_masked_frames_equal_passing_fewer_frames(fill: int) -> None:
@@ -70,21 +66,6 @@ def test_masked_frames_equal_passing_fewer_frames(fill: int) -> None:
         assert torch.equal(masked, feat) and torch.equal(static, feat)  # no valid key: features kept
     else:
         assert not torch.allclose(masked, feat)
-
-
-def test_validity_is_per_batch_item_and_checked() -> None:
-    torch.manual_seed(0)
-    c, h, w = 8, 6, 7
-    stt = SparseTemporalTransformer(c, key_frames=3, attn_dim=8).eval()
-    feat = torch.randn(2, c, h, w)
-    memory = torch.cat([make_memory(stt, 3, c, h, w, seed=1), make_memory(stt, 3, c, h, w, seed=2)])
-    with torch.no_grad():
-        both = stt(feat, memory, [0, 1, 2], valid=torch.tensor([[True, True, False], [True, False, False]]))
-        first = stt(feat[:1], memory[:1], [0, 1])
-        second = stt(feat[1:], memory[1:], [0])
-    torch.testing.assert_close(both, torch.cat([first, second]))
-    with pytest.raises(ValueError, match="one flag per frame"):
-        stt(feat, memory, [0, 1, 2], valid=torch.ones(2, 2, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("affinity", ["dot", "l2"])

@@ -20,6 +20,7 @@ from stt_ros.model.stt import (
     select_queries,
     window_keys,
 )
+from stt_testing.stt_inputs import make_memory
 
 # The seed's ablation table: (s, e, eps) -> key size per query, T = 7 on a 64x128 feature map.
 SEED_KEY_SIZES = [((1, 5, 1), 527), ((2, 5, 1), 639), ((3, 5, 1), 735), ((1, 3, 1), 279),
@@ -145,12 +146,6 @@ def test_tile_selection_takes_each_tiles_share() -> None:
     assert int((global_top // 10 < 4).sum()) == 40  # one global top-k would take the top tile only
     assert torch.equal(select_queries(score, query_tiles(8, 10, 0.5, tiles=1))[0], global_top)
     assert torch.equal(sel, sel.sort().values)  # raster order
-
-
-def make_memory(stt: SparseTemporalTransformer, frames: int, c: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    feats = torch.randn(frames, c, h, w, generator=g)
-    return stt.project_memory(feats)[None]  # (1, frames, heads, HW, 2hd)
 
 
 @pytest.mark.parametrize("affinity", ["dot", "l2"])
@@ -283,17 +278,20 @@ def test_no_frames_or_zero_ratio_is_identity() -> None:
     assert stt(feat, memory, [0, 1]) is feat
 
 
-def test_batch_items_use_their_own_memory() -> None:
+def test_batch_items_use_their_own_memory_and_validity_flags() -> None:
     torch.manual_seed(0)
-    c, h, w = 8, 5, 6
-    stt = SparseTemporalTransformer(c, key_frames=2, attn_dim=8).eval()
+    c, h, w = 8, 6, 7
+    stt = SparseTemporalTransformer(c, key_frames=3, attn_dim=8).eval()
     feat = torch.randn(2, c, h, w)
-    memory = torch.cat([make_memory(stt, 2, c, h, w, seed=1), make_memory(stt, 2, c, h, w, seed=2)])
+    memory = torch.cat([make_memory(stt, 3, c, h, w, seed=1), make_memory(stt, 3, c, h, w, seed=2)])
+    flags = torch.tensor([[True, True, False], [True, False, False]])
     with torch.no_grad():
-        both = stt(feat, memory, [1, 0])
-        first = stt(feat[:1], memory[:1], [1, 0])
-        second = stt(feat[1:], memory[1:], [1, 0])
-    torch.testing.assert_close(both, torch.cat([first, second]))
+        torch.testing.assert_close(stt(feat, memory, [1, 0]),
+                                   torch.cat([stt(feat[:1], memory[:1], [1, 0]), stt(feat[1:], memory[1:], [1, 0])]))
+        torch.testing.assert_close(stt(feat, memory, [0, 1, 2], valid=flags),  # each item's own valid frames
+                                   torch.cat([stt(feat[:1], memory[:1], [0, 1]), stt(feat[1:], memory[1:], [0])]))
+    with pytest.raises(ValueError, match="one flag per frame"):
+        stt(feat, memory, [0, 1, 2], valid=torch.ones(2, 2, dtype=torch.bool))
 
 
 def test_invalid_parameters_raise() -> None:
