@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stt_ros.bag.evaluate import EvalSettings, Run, run_offline, run_online, select_cameras
+    from stt_ros.bag.cameras import select_cameras
+    from stt_ros.bag.evaluate import EvalSettings, Run, run_offline
+    from stt_ros.bag.online import run_online
     from stt_ros.bag.output import OutputBag
     from stt_ros.bag.report import write_report
 

@@ -1,6 +1,6 @@
 """Play a bag's camera topics to stt_node over DDS and record what it publishes.
 
-The online half of ``stt-bag-eval --through-node`` (:mod:`stt_ros.bag.evaluate` starts it as
+The online half of ``stt-bag-eval --through-node`` (:mod:`stt_ros.bag.online` starts it as
 ``python -m stt_ros.ros.replay SPEC.json`` and reads its outputs; the bag layer imports no ROS):
 
 1. starts stt_node in a subprocess with the spec's parameter file (its log goes to a file);
@@ -77,7 +77,7 @@ def stamp_of(ts, raw: bytes, msgtype: str) -> int:  # noqa: ANN001
 
 
 def replay(spec: dict, progress: bool = True) -> dict:
-    """Run the replay described by ``spec`` (see :func:`stt_ros.bag.evaluate.run_online`)."""
+    """Run the replay described by ``spec`` (see :func:`stt_ros.bag.online.run_online`)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -271,7 +271,7 @@ class RecordingWriter:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("spec", help="JSON spec written by stt_ros.bag.evaluate.run_online")
+    parser.add_argument("spec", help="JSON spec written by stt_ros.bag.online.run_online")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())

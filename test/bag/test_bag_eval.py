@@ -258,3 +258,17 @@ def test_etc_protocol_on_the_camera_size_masks(synth_bag: Path, tmp_path: Path, 
     assert base["per_class_tc"]["train"] is None and cam["tc"] < base["tc"]
     assert cam["tc_frame_mean"] == pytest.approx(base["tc_frame_mean"], abs=1e-9)  # per frame: unchanged
     assert "ETC's protocol" in (tmp_path / "etc" / "report.md").read_text()
+
+
+def test_compressed_transport_of_a_camera_is_not_a_second_camera(synth_bag: Path, tmp_path: Path) -> None:
+    """image_transport: /front/image_raw and /front/image_raw/compressed are one camera, evaluated once."""
+    ts = typestore()
+    frames = bag_frames(synth_bag)[:3]
+    kinds = (("/front/image_raw", "sensor_msgs/msg/Image", image_msg),
+             ("/front/image_raw/compressed", "sensor_msgs/msg/CompressedImage", compressed_msg))
+    msgs = [(topic, kind, t, make(ts, rgb, t)) for t, rgb in frames for topic, kind, make in kinds]
+    res = run_cli(write_bag(tmp_path / "both", msgs), "--out", tmp_path / "out", "--flow", "none")
+    assert res.returncode == 0, res.stderr
+    cams = json.loads((tmp_path / "out" / "metrics.json").read_text())["cameras"]
+    assert [(c["camera"], c["topic"], c["processed"]) for c in cams] == [("front", "/front/image_raw", 3)]
+    assert "skipping topic /front/image_raw/compressed" in res.stdout and "compressed transport" in res.stdout

@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 def offline_run(bag: Path, skip: set[int], topic: str = "/camera/image_raw") -> Path:
     """Offline evaluation through the API, leaving out the frames the node dropped; its output bag."""
+    from stt_ros.bag.cameras import select_cameras
     from stt_ros.bag.cli import DEFAULT_CONFIG
-    from stt_ros.bag.evaluate import EvalSettings, Run, run_offline, select_cameras
+    from stt_ros.bag.evaluate import EvalSettings, Run, run_offline
     from stt_ros.bag.output import OutputBag
     from stt_ros.bag.source import BagSource, typestore
     from stt_ros.config import load_config, resolve_weights
