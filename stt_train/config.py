@@ -101,10 +101,6 @@ class TrainConfig:
     stt_zero_init: bool = False  # start the transformer's output projection at zero: STT begins as its per-frame net
     freeze_per_frame: bool = False  # train only the temporal transformer; the per-frame network (init_weights) stays
     #                                 fixed, BatchNorm statistics included
-    memory: str = "past"  # past | current: a control without the past, every clip's previous frames replaced by its
-    #                       target frame (evaluate it with stt-eval --memory current)
-    temporal_weight: float = 0.0  # weight of an ETC-style temporal loss between consecutive frames' outputs along the
-    #                               ground-truth flow (SynthDrive); 0 = the paper's loss on the target frame only
     seed: int = 0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
@@ -124,10 +120,6 @@ class TrainConfig:
             raise ConfigError("train.ohem_thresh and train.ohem_min_kept must lie in (0, 1]")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}: choose auto, cpu or cuda")
-        if self.memory not in ("past", "current"):
-            raise ConfigError(f"train.memory={self.memory!r}: choose past or current")
-        if self.temporal_weight < 0:
-            raise ConfigError(f"train.temporal_weight={self.temporal_weight} must be >= 0")
 
 
 @dataclass
@@ -148,26 +140,18 @@ class ExperimentConfig:
             if not self.train.init_weights:
                 raise ConfigError("train.freeze_per_frame needs train.init_weights (the trained per-frame network "
                                   "to keep fixed)")
-        if self.train.memory == "current" and not self.model.temporal:
-            raise ConfigError(f"train.memory=current: {self.model.model} has no temporal memory to replace")
-        if self.train.temporal_weight > 0:
-            why = "train.temporal_weight > 0 (a loss along the ground-truth flow between the clip's frames)"
-            if self.data.dataset != "synthdrive" or self.data.stride != 1:
-                raise ConfigError(f"{why} needs data.dataset=synthdrive, the dataset with exact flow, and "
-                                  f"data.stride=1 (got {self.data.dataset}, stride {self.data.stride})")
-            if self.prev_frames < 1:
-                raise ConfigError(f"{why} needs clips of at least 2 frames: set train.prev_frames >= 1")
-            if self.train.aux_weight > 0 and not self.train.freeze_per_frame:
-                raise ConfigError(f"{why} runs the whole clip through the network, which gives no auxiliary "
-                                  f"head outputs: set train.aux_weight=0, or train.freeze_per_frame=true")
 
     @property
     def prev_frames(self) -> int:
-        """Previous frames per training clip: a per-frame model needs them only for the temporal loss."""
-        uses_past = self.model.temporal or self.train.temporal_weight > 0
-        if self.train.prev_frames >= 0:
-            return self.train.prev_frames if uses_past else 0
-        return self.model.key_frames if uses_past else 0
+        """Previous frames per training clip (a per-frame model has no use for them)."""
+        return self.clip_prev_frames(self.model.temporal)
+
+    def clip_prev_frames(self, uses_past: bool) -> int:
+        """Previous frames per training clip of a model that uses them (``uses_past``) or not: ``train.prev_frames``,
+        or ``model.key_frames`` where it is -1."""
+        if not uses_past:
+            return 0
+        return self.train.prev_frames if self.train.prev_frames >= 0 else self.model.key_frames
 
 
 def _section(cls, data: dict[str, Any], name: str):
@@ -179,10 +163,19 @@ def _section(cls, data: dict[str, Any], name: str):
     return obj
 
 
+#: experiment switches that moved from ``train`` to the ``research`` section of
+#: ``python -m stt_train.research.train``, with the value that meant "off" (the product's behaviour)
+MOVED_TO_RESEARCH = {"memory": "past", "temporal_weight": 0.0}
+
+
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"a training config is a mapping with sections model, data, train, not "
                           f"{type(data).__name__}")
+    if "research" in data:
+        raise ConfigError("section 'research' holds experiment switches the product does not run: use "
+                          "python -m stt_train.research.train (or .evaluate), which take the same options")
+    data = {**data, "train": _without_moved_keys(data.get("train"))}
     unknown = sorted_names(k for k in data if k not in ("model", "data", "train"))
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; a training config has model, data and train")
@@ -199,8 +192,23 @@ def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return cfg
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["train.iters=10", "model.key_frames=3"]`` -> updated copy of ``data``."""
+def _without_moved_keys(train: Any) -> Any:
+    """The train section without the keys of :data:`MOVED_TO_RESEARCH` at their "off" value (the
+    ``config.yaml`` of runs from before the move holds them); an error pointing to the research
+    trainer where one is on."""
+    if not isinstance(train, dict):
+        return train
+    on = [f"train.{k}={train[k]!r}" for k, off in MOVED_TO_RESEARCH.items() if k in train and train[k] != off]
+    if on:
+        raise ConfigError(f"{', '.join(on)}: these experiment switches moved to the research trainer: "
+                          f"python -m stt_train.research.train --config ... --set research.<key>=<value> (or a "
+                          f"'research:' section in the YAML)")
+    return {k: v for k, v in train.items() if k not in MOVED_TO_RESEARCH}
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str],
+                    sections: tuple[str, ...] = ("model", "data", "train")) -> dict[str, Any]:
+    """``["train.iters=10", "model.key_frames=3"]`` -> updated copy of ``data`` (keys of ``sections`` only)."""
     for name, section in data.items():
         if section is not None and not isinstance(section, dict):
             raise ConfigError(f"section {short_repr(name)} must be a mapping of keys, not {type(section).__name__}")
@@ -208,9 +216,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
-        if not sep or not dot or section not in ("model", "data", "train"):
-            raise ConfigError(f"override {item!r} must look like section.key=value with section model, data or "
-                              f"train")
+        if not sep or not dot or section not in sections:
+            raise ConfigError(f"override {item!r} must look like section.key=value with section "
+                              f"{', '.join(sections[:-1])} or {sections[-1]}")
         try:
             data.setdefault(section, {})[name] = yaml.safe_load(value)
         except (yaml.YAMLError, RecursionError) as exc:

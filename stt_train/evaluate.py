@@ -36,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,8 @@ def make_flow(kind: str):
 
 def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], dataset: ClipDataset,
                        flow: str = "dis", model=None, progress: bool = True, desc: str = "eval",
-                       names: list[str] | None = None, memory: str = "past",
-                       tc_protocol: str = "stt_ros") -> dict[str, Any]:
+                       names: list[str] | None = None, tc_protocol: str = "stt_ros",
+                       before_frame: Callable[[Any, np.ndarray, int], None] | None = None) -> dict[str, Any]:
     """Stream every sequence through the runtime; returns the metrics dict (see module docstring).
 
     ``tc_protocol``: ``stt_ros`` (backward flow, nearest sampling, mean over the classes that occur)
@@ -116,12 +117,9 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
     the forward flow, the flow estimator's ``backward(prev=frame t+1, cur=frame t)``; mean over all
     classes). ETC's needs a forward flow, which ground-truth flow (SynthDrive's, backward) is not.
 
-    ``memory="current"`` is the control of ``train.memory: current``: before each frame the ring buffer
-    is emptied and filled with that frame alone, as many times as the past would fill it, so the
-    transformer attends to the current frame instead of the previous ones (fps is then meaningless).
+    ``before_frame(segmenter, image, index)``, where given, runs before each frame is segmented: a
+    hook for research controls (:func:`stt_train.research.controls.prime_no_past`).
     """
-    if memory not in ("past", "current"):
-        raise ConfigError(f"memory={memory!r}: choose past or current")
     check_tc_protocol(tc_protocol, flow)
     from tqdm import tqdm
 
@@ -144,10 +142,8 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
             seq_cm, seq_tc = ConfusionMatrix(n), tc_accumulator(tc_protocol, n)
             for i, path in enumerate(seq.frames):
                 img = read_rgb(path)
-                if memory == "current" and model_cfg.temporal:
-                    seg.reset()
-                    for _ in range(min(i, model_cfg.key_frames)):
-                        seg.process(img)
+                if before_frame is not None:
+                    before_frame(seg, img, i)
                 res = seg.process(img)
                 times.append(res.timings["total_ms"])
                 pred = res.mask
@@ -178,7 +174,7 @@ def evaluate_sequences(model_cfg: STTConfig, sequences: list[SequenceSpec], data
         "model": model_cfg.model, "weights": model_cfg.weights,
         "input": [model_cfg.input_height, model_cfg.input_width],
         "sequences": len(sequences), "frames": total, "labelled_frames": labelled, "tc_pairs": tc.pairs,
-        "flow": flow, "tc_protocol": tc_protocol, "memory": memory, "miou": 100 * cm.miou(),
+        "flow": flow, "tc_protocol": tc_protocol, "miou": 100 * cm.miou(),
         "tc": 100 * tc.value() if tc.pairs else float("nan"),
         "pixel_accuracy": 100 * cm.pixel_accuracy(),
         "fps": 1000.0 / float(np.mean(steady)) if steady else float("nan"), "wall_s": wall,
@@ -290,9 +286,10 @@ def model_config_from_weights(weights: str, overrides: dict[str, Any]) -> STTCon
     return STTConfig.from_dict(saved)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser(prog: str = "stt-eval") -> argparse.ArgumentParser:
+    """stt-eval's options (the research evaluator adds its own)."""
     parser = argparse.ArgumentParser(
-        prog="stt-eval", description="Evaluate mIoU, temporal consistency (TC) and fps of a model on a video dataset "
+        prog=prog, description="Evaluate mIoU, temporal consistency (TC) and fps of a model on a video dataset "
         "through the streaming runtime.", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  stt-eval --weights models/stt_bise18_synthdrive.safetensors --dataset synthdrive "
@@ -321,16 +318,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--markdown", help="write a Markdown table here")
-    parser.add_argument("--memory", choices=("past", "current"), default="past",
-                        help="current: the control of train.memory=current, each frame attends to itself in place "
-                             "of the previous frames (default past)")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_cli(args: argparse.Namespace, prog: str = "stt-eval",
+            before_frame: Callable[[Any, np.ndarray, int], None] | None = None,
+            record: dict[str, Any] | None = None, load_config: Callable[[str, list[str]], Any] | None = None) -> int:
+    """Evaluate as the parsed options say. Hooks of the research evaluator: ``before_frame`` goes to
+    :func:`evaluate_sequences`, ``record`` into the results, ``load_config(path, overrides)`` reads
+    ``--config`` (default :func:`stt_train.config.load_experiment`)."""
     try:
         if args.config:
             from stt_train.config import load_experiment
 
-            cfg = load_experiment(args.config, args.set)
+            cfg = (load_config or load_experiment)(args.config, args.set)
             model_cfg, dataset = cfg.model, cfg.data.dataset
             root, split, stride = args.root or cfg.data.root, args.split or cfg.data.val_split, cfg.data.stride
         else:
@@ -352,15 +354,19 @@ def main(argv: list[str] | None = None) -> int:
         ds, seqs = eval_dataset(dataset, root, split, model_cfg, stride, args.frames)
         seqs = seqs[: args.max_sequences] if args.max_sequences else seqs
         res = evaluate_sequences(model_cfg, seqs, ds, flow, progress=not args.no_progress,
-                                 names=class_names(model_cfg.num_classes, dataset), memory=args.memory,
-                                 tc_protocol=args.tc_protocol)
-        res.update(dataset=dataset, split=split)
+                                 names=class_names(model_cfg.num_classes, dataset),
+                                 tc_protocol=args.tc_protocol, before_frame=before_frame)
+        res.update(dataset=dataset, split=split, **(record or {}))
         write_results(res, args.json, args.markdown)
     except (ConfigError, DatasetError, ValueError, OSError) as exc:
-        print(f"stt-eval: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     print(markdown(res), end="")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,9 @@ Semi-supervised as in the paper: each clip holds T previous frames and the label
 the previous frames run through the per-frame network without gradients (``train.grad_prev``
 allows them), the temporal transformer's key/value projections always learn. The loss is OHEM
 cross-entropy on the main head plus ``aux_weight`` times the auxiliary heads' OHEM losses; the
-learning rate follows a linear warm-up then poly decay. ``train.temporal_weight`` adds an ETC-style temporal
-loss (:func:`stt_train.losses.temporal_loss`) between every pair of consecutive frames of the clip,
-each run as streaming would (frame k attending to the frames before it), along SynthDrive's exact
-flow. With ``torchrun --nproc_per_node=N``
+learning rate follows a linear warm-up then poly decay. The clip's network and its loss are an
+:class:`Objective` (research code, :mod:`stt_train.research.train`, passes its own to :func:`run`).
+With ``torchrun --nproc_per_node=N``
 every process takes ``batch_size / N`` clips of each global batch (DistributedDataParallel, gloo
 on CPU, nccl on GPU, BatchNorm statistics synchronised), so N processes compute the same loss as
 one process with the whole batch. Augmentation draws come from a per-clip seed and RNG states are
@@ -15,7 +14,7 @@ checkpointed, so ``--resume`` continues exactly where an interrupted run stopped
 
 Outputs in ``train.out_dir``: ``checkpoints/`` (see :mod:`stt_train.checkpoint`), ``final.safetensors``
 (the trained model, loadable by the node and stt-eval), ``config.yaml`` (the resolved experiment),
-``tb/`` (TensorBoard scalars: loss, loss_main, loss_aux or loss_temporal, lr, sec_per_iter).
+``tb/`` (TensorBoard scalars: loss, loss_main, loss_aux (the objective names it), lr, sec_per_iter).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from stt_train.checkpoint import (
 )
 from stt_train.config import ExperimentConfig, TrainConfig, load_experiment
 from stt_train.datasets import DatasetError, build_dataset, collate
-from stt_train.losses import OhemCELoss, temporal_loss
+from stt_train.losses import OhemCELoss
 from stt_train.sampler import ClipSampler
 
 
@@ -59,28 +59,55 @@ class TrainingInterrupted(RuntimeError):
 
 
 class ClipForward(nn.Module):
-    """What DDP wraps: a clip -> (main logits, aux logits...) for the target frame, or with
-    ``all_frames`` (the temporal loss) -> (logits of every frame (B, N, C, H, W),)."""
+    """What DDP wraps: a clip -> (main logits, aux logits...) for the target frame."""
 
-    def __init__(self, model: VideoSegModel, grad_prev: bool, all_frames: bool = False, memory: str = "past") -> None:
+    def __init__(self, model: VideoSegModel, grad_prev: bool) -> None:
         super().__init__()
         self.model = model
         self.grad_prev = grad_prev
-        self.all_frames = all_frames
-        self.memory = memory
 
     def forward(self, clip: Tensor) -> tuple[Tensor, ...]:
-        if self.all_frames:
-            return (self.model.forward_clip(clip, all_frames=True, memory=self.memory),)
         out = self.model.forward_clip(clip, grad_prev=self.grad_prev)
         return (out.logits, *out.aux)
 
 
-def memory_clip(clip: Tensor, memory: str) -> Tensor:
-    """The clip the model trains on: as loaded (``past``) or, for the no-past control (``current``),
-    every previous frame replaced by the target frame (the last), so the transformer's memory holds
-    only the frame it refines."""
-    return clip[:, -1:].expand_as(clip) if memory == "current" else clip
+class Objective:
+    """What the loop trains: the clips it loads, the network it calls on a clip and the loss of the
+    outputs. This one is the paper's semi-supervised objective: OHEM cross-entropy on the labelled
+    target frame's main head plus ``aux_weight`` times its auxiliary heads'. Research code
+    (:mod:`stt_train.research.train`) subclasses it and passes it to :func:`run`."""
+
+    aux_name = "loss_aux"  # the logged name of the third loss term
+    with_flow = False  # whether training clips carry their ground-truth flow
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg = cfg
+        self.loss_fn = OhemCELoss(cfg.train.ohem_thresh, cfg.train.ohem_min_kept)
+
+    @property
+    def prev_frames(self) -> int:
+        """Previous frames per training clip."""
+        return self.cfg.prev_frames
+
+    def network(self, model: VideoSegModel) -> nn.Module:
+        """The module the loop calls (and DDP wraps): clip -> tuple of outputs."""
+        return ClipForward(model, self.cfg.train.grad_prev)
+
+    def inputs(self, clip: Tensor) -> Tensor:
+        """The clip the network sees (B, N, 3, H, W)."""
+        return clip
+
+    def losses(self, outs: tuple[Tensor, ...], batch: dict[str, Any], device: torch.device
+               ) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, main term, ``aux_name`` term) of the network's outputs on ``batch``."""
+        label = batch["label"].to(device, non_blocking=True)
+        main = self.loss_fn(outs[0], label)
+        aux = sum((self.loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
+        return main + self.cfg.train.aux_weight * aux, main, aux
+
+    def config(self) -> dict[str, Any]:
+        """The experiment as ``config.yaml`` and the checkpoints record it."""
+        return self.cfg.to_dict()
 
 
 def seed_everything(seed: int) -> None:
@@ -170,12 +197,13 @@ class ScalarLog:
         self.jsonl.close()
 
 
-def build_train_dataset(cfg: ExperimentConfig):
+def build_train_dataset(cfg: ExperimentConfig, objective: Objective | None = None):
+    objective = objective or Objective(cfg)
     d = cfg.data
     aug = ClipAugment(crop=tuple(d.crop), scale=tuple(d.scale), base_size=tuple(d.base_size) if d.base_size else None,
                       flip=d.flip, color=d.color, pad_value=tuple(round(m * 255) for m in cfg.model.mean))
-    return build_dataset(d.dataset, d.root, d.train_split, cfg.prev_frames, d.stride, aug, cfg.model.mean,
-                         cfg.model.std, with_flow=cfg.train.temporal_weight > 0)
+    return build_dataset(d.dataset, d.root, d.train_split, objective.prev_frames, d.stride, aug, cfg.model.mean,
+                         cfg.model.std, with_flow=objective.with_flow)
 
 
 def initial_model(cfg: ExperimentConfig) -> VideoSegModel:
@@ -254,7 +282,7 @@ def start_process(t: TrainConfig) -> Process:
     return Process(rank, world_size, device, distributed, t.batch_size // world_size)
 
 
-def build_trainee(cfg: ExperimentConfig, proc: Process) -> Trainee:
+def build_trainee(cfg: ExperimentConfig, proc: Process, objective: Objective) -> Trainee:
     """The initial model on the process's device (identical on every process), wrapped for the loop,
     with its optimizer and AMP scaler."""
     t = cfg.train
@@ -263,7 +291,7 @@ def build_trainee(cfg: ExperimentConfig, proc: Process) -> Trainee:
         model = dist_utils.convert_sync_bn(model, proc.device)
     model.to(proc.device)
     set_train_mode(model, cfg)
-    net: nn.Module = ClipForward(model, t.grad_prev, all_frames=t.temporal_weight > 0, memory=t.memory)
+    net = objective.network(model)
     if proc.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -271,7 +299,7 @@ def build_trainee(cfg: ExperimentConfig, proc: Process) -> Trainee:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                       broadcast_buffers=False,
                                       # the transformer sits idle without previous frames or queries
-                                      find_unused_parameters=model.temporal and (cfg.prev_frames == 0
+                                      find_unused_parameters=model.temporal and (objective.prev_frames == 0
                                                                                   or cfg.model.query_ratio == 0))
     groups = param_groups(model, cfg)
     if t.optimizer == "sgd":
@@ -282,10 +310,10 @@ def build_trainee(cfg: ExperimentConfig, proc: Process) -> Trainee:
     return Trainee(model, net, optimizer, torch.amp.GradScaler("cuda", enabled=use_amp), use_amp)
 
 
-def build_data(cfg: ExperimentConfig, proc: Process) -> TrainData:
+def build_data(cfg: ExperimentConfig, proc: Process, objective: Objective) -> TrainData:
     """The augmented training clips and this process's sampler over them."""
     t = cfg.train
-    dataset = build_train_dataset(cfg)
+    dataset = build_train_dataset(cfg, objective)
     per_epoch = len(dataset) // t.batch_size
     if per_epoch == 0:
         raise ConfigError(f"the training set has {len(dataset)} clips, fewer than train.batch_size={t.batch_size}")
@@ -296,8 +324,8 @@ class Checkpoints:
     """``train.out_dir/checkpoints``: refuses to start over an existing run, restores one (``--resume``)
     and saves the model, optimizer, scaler and every process's RNG state."""
 
-    def __init__(self, cfg: ExperimentConfig, proc: Process, trainee: Trainee) -> None:
-        self.cfg, self.proc, self.trainee = cfg, proc, trainee
+    def __init__(self, cfg: ExperimentConfig, proc: Process, trainee: Trainee, experiment: dict[str, Any]) -> None:
+        self.cfg, self.proc, self.trainee, self.experiment = cfg, proc, trainee, experiment
         self.out_dir = Path(cfg.train.out_dir)
         self.dir = self.out_dir / "checkpoints"
         self.last = 0  # iteration of the newest checkpoint
@@ -339,47 +367,35 @@ class Checkpoints:
         if self.proc.rank == 0:
             tr, cfg = self.trainee, self.cfg
             save_checkpoint(self.dir, i, tr.model, cfg.model.to_dict(), tr.optimizer,
-                            tr.scaler.state_dict() if tr.use_amp else None, states, cfg.to_dict(),
+                            tr.scaler.state_dict() if tr.use_amp else None, states, self.experiment,
                             cfg.train.keep_checkpoints)
         self.last = i
 
 
-def open_log(cfg: ExperimentConfig, proc: Process) -> ScalarLog | None:
-    """Rank 0: ``config.yaml`` (the resolved experiment) and the scalar log; None on other ranks."""
+def open_log(cfg: ExperimentConfig, proc: Process, experiment: dict[str, Any]) -> ScalarLog | None:
+    """Rank 0: ``config.yaml`` (the resolved ``experiment``) and the scalar log; None on other ranks."""
     if proc.rank != 0:
         return None
     out_dir = Path(cfg.train.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     from stt_ros.weights import atomic_write
 
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    text = yaml.safe_dump(experiment, sort_keys=False)
     atomic_write(out_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
     return ScalarLog(out_dir / "tb")
 
 
-def train_step(cfg: ExperimentConfig, proc: Process, trainee: Trainee, loss_fn: nn.Module, batch: dict[str, Any],
-               it: int, lr: float) -> tuple[Tensor, Tensor, Tensor]:
+def train_step(objective: Objective, proc: Process, trainee: Trainee, batch: dict[str, Any], it: int,
+               lr: float) -> tuple[Tensor, Tensor, Tensor]:
     """One optimizer step on ``batch`` (iteration ``it``, learning rate ``lr``); returns (loss, main, aux),
     detached."""
-    t, device = cfg.train, proc.device
-    temporal = t.temporal_weight > 0
+    device = proc.device
     for g in trainee.optimizer.param_groups:
         g["lr"] = lr * g["lr_mult"]
-    clip = batch["frames"].to(device, non_blocking=True)
-    if not temporal:  # (with the temporal loss, ClipForward gives each frame its own memory)
-        clip = memory_clip(clip, t.memory)
-    label = batch["label"].to(device, non_blocking=True)
+    clip = objective.inputs(batch["frames"].to(device, non_blocking=True))
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=trainee.use_amp):
         outs = trainee.net(clip)
-    if temporal:
-        main = loss_fn(outs[0][:, -1], label)
-        # in place of the auxiliary losses: the whole clip gives no auxiliary outputs (ExperimentConfig)
-        aux = temporal_loss(outs[0], batch["flow"].to(device), batch["flow_valid"].to(device))
-        loss = main + t.temporal_weight * aux
-    else:
-        main = loss_fn(outs[0], label)
-        aux = sum((loss_fn(a, label) for a in outs[1:]), torch.zeros((), device=device))
-        loss = main + t.aux_weight * aux
+    loss, main, aux = objective.losses(outs, batch, device)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()} at iteration {it}; lower train.lr or check the data")
     trainee.optimizer.zero_grad(set_to_none=True)
@@ -389,15 +405,13 @@ def train_step(cfg: ExperimentConfig, proc: Process, trainee: Trainee, loss_fn: 
     return loss.detach(), main.detach(), aux.detach()
 
 
-def train_loop(cfg: ExperimentConfig, proc: Process, trainee: Trainee, data: TrainData, ckpts: Checkpoints,
-               log: ScalarLog | None, start: int, progress: bool, stop_after: int | None,
+def train_loop(cfg: ExperimentConfig, objective: Objective, proc: Process, trainee: Trainee, data: TrainData,
+               ckpts: Checkpoints, log: ScalarLog | None, start: int, progress: bool, stop_after: int | None,
                max_iters_this_run: int | None) -> tuple[int, list[float], bool]:
     """Iterations ``start`` .. ``train.iters`` (or a pause); returns (iteration, losses of this run, paused)."""
     from tqdm import tqdm
 
     t = cfg.train
-    loss_fn = OhemCELoss(t.ohem_thresh, t.ohem_min_kept)
-    aux_name = "loss_temporal" if t.temporal_weight > 0 else "loss_aux"
     losses: list[float] = []
     it, ran = start, 0
     t_last, it_last = time.perf_counter(), start
@@ -412,7 +426,7 @@ def train_loop(cfg: ExperimentConfig, proc: Process, trainee: Trainee, data: Tra
                 generator=torch.Generator().manual_seed(t.seed * 7919 + epoch))
             for batch in loader:
                 lr = lr_at(it, cfg)
-                step = train_step(cfg, proc, trainee, loss_fn, batch, it, lr)
+                step = train_step(objective, proc, trainee, batch, it, lr)
                 it += 1
                 ran += 1
                 vals = dist_utils.all_mean(torch.stack(step)).tolist()
@@ -424,7 +438,7 @@ def train_loop(cfg: ExperimentConfig, proc: Process, trainee: Trainee, data: Tra
                     t_last, it_last = now, it
                     bar.set_postfix(loss=f"{vals[0]:.3f}", lr=f"{lr:.2e}")
                     if log is not None:
-                        log.add({"loss": vals[0], "loss_main": vals[1], aux_name: vals[2], "lr": lr,
+                        log.add({"loss": vals[0], "loss_main": vals[1], objective.aux_name: vals[2], "lr": lr,
                                  "sec_per_iter": sec}, it)
                 if it % t.ckpt_interval == 0 or it == t.iters:
                     ckpts.save(it)
@@ -459,24 +473,28 @@ def finish(cfg: ExperimentConfig, proc: Process, model: VideoSegModel, it: int, 
 
 
 def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | None = None,
-        progress: bool = True, max_iters_this_run: int | None = None) -> dict[str, Any]:
+        progress: bool = True, max_iters_this_run: int | None = None,
+        objective: Objective | None = None) -> dict[str, Any]:
     """Train; returns {"iteration", "final" (path or None), "losses" (per iteration, this run)}.
 
     ``resume``: True = the latest checkpoint of ``train.out_dir``; a path = that run folder or its
     ``latest.json``. ``stop_after`` (tests): raise :class:`TrainingInterrupted` after that many
     iterations of this run *without* saving (a crash). ``max_iters_this_run``: stop cleanly with a
-    checkpoint after that many iterations (time-sliced jobs; continue with --resume).
+    checkpoint after that many iterations (time-sliced jobs; continue with --resume). ``objective``:
+    what to train (default :class:`Objective`, the paper's).
     """
+    objective = objective or Objective(cfg)
+    experiment = objective.config()
     proc = start_process(cfg.train)
     if not resume:
         Checkpoints.refuse_existing(cfg, proc)
-    trainee = build_trainee(cfg, proc)  # identical initial weights on every process
-    ckpts = Checkpoints(cfg, proc, trainee)
-    data = build_data(cfg, proc)
+    trainee = build_trainee(cfg, proc, objective)  # identical initial weights on every process
+    ckpts = Checkpoints(cfg, proc, trainee, experiment)
+    data = build_data(cfg, proc, objective)
     start = ckpts.restore(resume)
-    log = open_log(cfg, proc)
+    log = open_log(cfg, proc, experiment)
     try:
-        it, losses, paused = train_loop(cfg, proc, trainee, data, ckpts, log, start, progress, stop_after,
+        it, losses, paused = train_loop(cfg, objective, proc, trainee, data, ckpts, log, start, progress, stop_after,
                                         max_iters_this_run)
     finally:
         if log is not None:
@@ -486,15 +504,10 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
     return {"iteration": it, "final": finish(cfg, proc, trainee.model, it, progress), "losses": losses}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stt-train", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  stt-train --config stt_train/configs/synthdrive_stt_bise18.yaml\n"
-               "  stt-train --config stt_train/configs/cityscapes_stt_bise18.yaml --set data.root=/data/cityscapes\n"
-               "  stt-train --config my.yaml --resume                    # continue train.out_dir's latest checkpoint\n"
-               "  stt-train --config my.yaml --set train.iters=20 train.out_dir=/tmp/smoke\n"
-               "  torchrun --nproc_per_node=2 -m stt_train.train --config my.yaml   # DDP (gloo on CPU, nccl on GPU)")
+def build_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """The training CLI's options (``stt-train`` and the research trainer share them)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples)
     parser.add_argument("--config", required=True, help="experiment YAML (sections model, data, train)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="override config values, e.g. train.iters=100 data.root=/data/cityscapes")
@@ -503,12 +516,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-iters-this-run", type=int, default=None,
                         help="stop with a checkpoint after this many iterations (continue later with --resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def cli(argv: list[str] | None, parser: argparse.ArgumentParser,
+        load: Callable[[str, list[str]], tuple[ExperimentConfig, Objective | None]]) -> int:
+    """Parse ``argv``, ``load(config path, --set values)`` the experiment and its objective, train."""
     args = parser.parse_args(argv)
     try:
-        cfg = load_experiment(args.config, args.set)
-        result = run(cfg, args.resume, progress=not args.no_progress, max_iters_this_run=args.max_iters_this_run)
+        cfg, objective = load(args.config, args.set)
+        result = run(cfg, args.resume, progress=not args.no_progress, max_iters_this_run=args.max_iters_this_run,
+                     objective=objective)
     except (ConfigError, DatasetError, CheckpointError, WeightsError, FloatingPointError, FileNotFoundError) as exc:
-        print(f"stt-train: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -519,6 +539,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"paused at iteration {result['iteration']}; continue with --resume")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(
+        "stt-train", __doc__.split("\n\n")[0],
+        "examples:\n"
+        "  stt-train --config stt_train/configs/synthdrive_stt_bise18.yaml\n"
+        "  stt-train --config stt_train/configs/cityscapes_stt_bise18.yaml --set data.root=/data/cityscapes\n"
+        "  stt-train --config my.yaml --resume                    # continue train.out_dir's latest checkpoint\n"
+        "  stt-train --config my.yaml --set train.iters=20 train.out_dir=/tmp/smoke\n"
+        "  torchrun --nproc_per_node=2 -m stt_train.train --config my.yaml   # DDP (gloo on CPU, nccl on GPU)")
+    return cli(argv, parser, lambda path, overrides: (load_experiment(path, overrides), None))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,34 @@ def mini_synthdrive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_dataset(out, MINI, seed=5, splits={"train": 2, "val": 1}, bags=True, progress=False)
 
 
+def tiny_run_overrides(root: Path, out: Path, **extra) -> list[str]:
+    """``--set`` values of a training run of a few iterations at 64x128 on the SynthDrive at ``root``, into ``out``."""
+    values = {"data.root": str(root), "train.out_dir": str(out), "data.crop": "[64, 128]", "data.workers": 0,
+              "model.input_height": 64, "model.input_width": 128, "model.key_frames": 2, "train.batch_size": 2,
+              "train.iters": 5, "train.ckpt_interval": 2, "train.log_interval": 1, "train.threads": 1,
+              "train.warmup_iters": 2, **extra}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(mini_synthdrive: Path):
+    """``tiny_run(out, **extra)``: :func:`tiny_run_overrides` on the mini SynthDrive (``extra``: more values)."""
+    return lambda out, **extra: tiny_run_overrides(mini_synthdrive, out, **extra)
+
+
+@pytest.fixture
+def random_stt_weights(tmp_path: Path) -> Path:
+    """An untrained STT-BiSe18 at 64x128 (T = 2), its config in the metadata."""
+    from stt_ros.config import STTConfig
+    from stt_ros.model.zoo import build_model
+    from stt_ros.weights import save_weights
+
+    cfg = STTConfig(model="stt_bise18", input_height=64, input_width=128, key_frames=2, key_window_end=2)
+    path = tmp_path / "stt.safetensors"
+    save_weights(build_model(cfg).eval(), path, config=cfg.to_dict())
+    return path
+
+
 def write_png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), array)

@@ -98,14 +98,6 @@ def test_tc_hand_made_cases_with_known_answers() -> None:
     assert mean_iou(np.diag([5, 0, 3])) == 1.0
 
 
-@pytest.fixture
-def random_stt_weights(tmp_path: Path) -> Path:
-    cfg = STTConfig(model="stt_bise18", input_height=64, input_width=128, key_frames=2, key_window_end=2)
-    path = tmp_path / "stt.safetensors"
-    save_weights(build_model(cfg).eval(), path, config=cfg.to_dict())
-    return path
-
-
 def test_stt_eval_cli_writes_json_and_markdown(mini_synthdrive: Path, random_stt_weights: Path, tmp_path: Path,
                                                capsys) -> None:
     out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
@@ -156,43 +148,6 @@ def test_evaluation_clips_of_cityscapes_and_camvid(dataset: str, request, tmp_pa
     assert len(seqs) == 2 and all(len(s.frames) == 3 and s.labels[-1] is not None for s in seqs)
     res = evaluate_sequences(cfg, seqs, ds, "dis", progress=False)
     assert res["labelled_frames"] == 2 and res["tc_pairs"] == 4 and len(res["per_class_iou"]) == classes
-
-
-def test_memory_current_control_attends_to_each_frame_itself(mini_synthdrive: Path, random_stt_weights: Path) -> None:
-    """stt-eval --memory current: frame i is predicted from a clip holding min(i, T) copies of itself and
-    itself (what train.memory=current trains on), not from the previous frames."""
-    import torch
-
-    from stt_ros.runtime.preprocess import Preprocessor, postprocess
-    from stt_ros.weights import load_weights
-    from stt_train.datasets import read_label, read_rgb
-    from stt_train.evaluate import eval_dataset, evaluate_sequences
-
-    cfg = STTConfig(model="stt_bise18", input_height=64, input_width=128, key_frames=2, key_window_end=2,
-                    weights=str(random_stt_weights))
-    ds, seqs = eval_dataset("synthdrive", str(mini_synthdrive), "val", cfg)
-    control = evaluate_sequences(cfg, seqs, ds, "gt", progress=False, memory="current")
-    past = evaluate_sequences(cfg, seqs, ds, "gt", progress=False)
-    assert control["memory"] == "current" and past["memory"] == "past"
-
-    model = build_model(cfg)
-    load_weights(model, random_stt_weights)
-    model.eval()
-    pre = Preprocessor(cfg.input_height, cfg.input_width, cfg.resize_mode, tuple(round(m * 255) for m in cfg.mean))
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) * 255 for v in (cfg.mean, cfg.std))
-    cm = ConfusionMatrix(19)
-    for i, (path, label_path) in enumerate(zip(seqs[0].frames, seqs[0].labels, strict=True)):
-        net_in, geometry = pre(read_rgb(path))
-        x = (torch.from_numpy(net_in).permute(2, 0, 1)[None].float() - mean) / std
-        clip = x[:, None].expand(1, min(i, cfg.key_frames) + 1, *x.shape[1:])
-        with torch.no_grad():
-            class_map = model.forward_clip(clip).logits.argmax(1)[0].to(torch.uint8).numpy()
-        cm.update(postprocess(class_map, geometry), read_label(label_path, ds.label_lut))
-    got = np.array(control["per_sequence"][0]["confusion"])
-    assert np.abs(got - cm.matrix).sum() <= 1e-3 * cm.matrix.sum()  # argmax ties aside, the same predictions
-    assert not np.array_equal(got, np.array(past["per_sequence"][0]["confusion"]))  # the past does matter here
-    with pytest.raises(ValueError, match="memory"):
-        evaluate_sequences(cfg, seqs, ds, "gt", progress=False, memory="previous")
 
 
 def test_etc_tc_protocol_is_etc_accumulator_over_the_same_predictions(mini_synthdrive: Path, random_stt_weights: Path,

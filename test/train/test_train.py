@@ -26,14 +26,6 @@ CONFIGS = ROOT / "stt_train" / "configs"
 SMALL = CONFIGS / "synthdrive_stt_bise18.yaml"
 
 
-def overrides(root: Path, out: Path, **extra) -> list[str]:
-    values = {"data.root": str(root), "train.out_dir": str(out), "data.crop": "[64, 128]", "data.workers": 0,
-              "model.input_height": 64, "model.input_width": 128, "model.key_frames": 2, "train.batch_size": 2,
-              "train.iters": 5, "train.ckpt_interval": 2, "train.log_interval": 1, "train.threads": 1,
-              "train.warmup_iters": 2, **extra}
-    return [f"{k}={v}" for k, v in values.items()]
-
-
 def test_ohem_keeps_hard_pixels_per_image() -> None:
     loss = OhemCELoss(thresh=0.7, min_kept=0.25)
     # two classes; logits give p(true) = sigmoid(d) per pixel
@@ -88,13 +80,13 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         load_experiment(bad)
 
 
-def test_resume_after_a_crash_reproduces_the_uninterrupted_run(mini_synthdrive: Path, tmp_path: Path) -> None:
-    full = run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "a")), progress=False)
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tiny_run, tmp_path: Path) -> None:
+    full = run(load_experiment(SMALL, tiny_run(tmp_path / "a")), progress=False)
     with pytest.raises(TrainingInterrupted):
-        run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "b")), progress=False, stop_after=3)
+        run(load_experiment(SMALL, tiny_run(tmp_path / "b")), progress=False, stop_after=3)
     assert json.loads((tmp_path / "b/checkpoints/latest.json").read_text())["iteration"] == 2
     assert not (tmp_path / "b/final.safetensors").exists()
-    resumed = run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "b")), resume=True, progress=False)
+    resumed = run(load_experiment(SMALL, tiny_run(tmp_path / "b")), resume=True, progress=False)
     assert resumed["losses"] == full["losses"][2:]
     a, b = load_file(tmp_path / "a/final.safetensors"), load_file(tmp_path / "b/final.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -106,14 +98,14 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(mini_synthdrive: 
     assert [r["iteration"] for r in logged] == [1, 2, 3, 4, 5] and list((tmp_path / "a/tb").iterdir())
 
 
-def test_cli_refuses_to_overwrite_a_run_and_to_resume_nothing(mini_synthdrive: Path, tmp_path: Path, capsys) -> None:
+def test_cli_refuses_to_overwrite_a_run_and_to_resume_nothing(tiny_run, tmp_path: Path, capsys) -> None:
     assert main(["--config", str(SMALL), "--resume", "--no-progress", "--set",
-                 *overrides(mini_synthdrive, tmp_path / "none")]) == 2
+                 *tiny_run(tmp_path / "none")]) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
     ckpt = tmp_path / "run/checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / "latest.json").write_text("{}")
-    assert main(["--config", str(SMALL), "--no-progress", "--set", *overrides(mini_synthdrive, tmp_path / "run")]) == 2
+    assert main(["--config", str(SMALL), "--no-progress", "--set", *tiny_run(tmp_path / "run")]) == 2
     assert "pass --resume" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
@@ -162,14 +154,13 @@ def test_stt_zero_init_starts_as_the_per_frame_network(tmp_path: Path) -> None:
     assert torch.equal(loaded.stt.out_proj.weight, plain.stt.out_proj.weight)
 
 
-def test_freeze_per_frame_trains_only_the_transformer(mini_synthdrive: Path, tmp_path: Path) -> None:
+def test_freeze_per_frame_trains_only_the_transformer(tiny_run, tmp_path: Path) -> None:
     from stt_train.train import initial_model
 
-    base_cfg = load_experiment(CONFIGS / "synthdrive_bise18.yaml", overrides(mini_synthdrive, tmp_path / "base",
-                                                                              **{"train.iters": 3}))
+    base_cfg = load_experiment(CONFIGS / "synthdrive_bise18.yaml", tiny_run(tmp_path / "base", **{"train.iters": 3}))
     run(base_cfg, progress=False)
     init = f"train.init_weights={tmp_path / 'base/final.safetensors'}"
-    cfg = load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "stt", **{"train.iters": 3})
+    cfg = load_experiment(SMALL, tiny_run(tmp_path / "stt", **{"train.iters": 3})
                           + [init, "train.freeze_per_frame=true"])
     start = initial_model(cfg).state_dict()
     run(cfg, progress=False)
@@ -183,25 +174,10 @@ def test_freeze_per_frame_trains_only_the_transformer(mini_synthdrive: Path, tmp
     assert all(torch.equal(trained[k], load_file(tmp_path / "base/final.safetensors")[k]) for k in segnet)
     assert sum(not torch.equal(trained[k], start[k]) for k in stt) == len(stt)
     # without freezing, the same run moves the per-frame network too
-    run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "all", **{"train.iters": 3}) + [init]),
+    run(load_experiment(SMALL, tiny_run(tmp_path / "all", **{"train.iters": 3}) + [init]),
         progress=False)
     moved = load_file(tmp_path / "all/final.safetensors")
     assert not all(torch.equal(moved[k], start[k]) for k in segnet)
-    # the no-past control (train.memory=current) trains the transformer on clips of the target frame alone
-    from stt_train.train import memory_clip
-
-    clip = torch.rand(2, 3, 3, 8, 8)
-    assert memory_clip(clip, "past") is clip
-    assert all(torch.equal(memory_clip(clip, "current")[:, i], clip[:, 2]) for i in range(3))
-    run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "cur", **{"train.iters": 3})
-                        + [init, "train.freeze_per_frame=true", "train.memory=current"]), progress=False)
-    control = load_file(tmp_path / "cur/final.safetensors")
-    assert all(torch.equal(control[k], start[k]) for k in segnet)
-    assert sum(not torch.equal(control[k], trained[k]) for k in stt) > len(stt) // 2
-    with pytest.raises(ConfigError, match="past or current"):
-        load_experiment(SMALL, ["train.memory=previous"])
-    with pytest.raises(ConfigError, match="no temporal memory"):
-        load_experiment(CONFIGS / "synthdrive_bise18.yaml", ["train.memory=current"])
     with pytest.raises(ConfigError, match="init_weights"):
         load_experiment(SMALL, ["train.freeze_per_frame=true"])
     with pytest.raises(ConfigError, match="no temporal transformer"):
@@ -223,7 +199,7 @@ def _train_cli(args: list[str], env_extra: dict[str, str], timeout: int = 300) -
 
 
 @pytest.mark.slow
-def test_torchrun_two_gloo_processes_match_one_process(mini_synthdrive: Path, tmp_path: Path) -> None:
+def test_torchrun_two_gloo_processes_match_one_process(tiny_run, tmp_path: Path) -> None:
     """Same global batch of 4 clips: one process with 4, or two gloo processes with 2 each (DDP,
     BatchNorm synchronised). The first loss agrees to float tolerance, and so do the weights after
     the first updates. Losses of later iterations are not compared tightly: the two runs' float
@@ -232,10 +208,10 @@ def test_torchrun_two_gloo_processes_match_one_process(mini_synthdrive: Path, tm
     common = ["--config", str(SMALL), "--no-progress", "--set"]
     extra = ["train.batch_size=4", "train.iters=3", "train.optimizer=sgd", "train.lr=0.01", "train.ckpt_interval=1",
              "train.keep_checkpoints=3"]
-    _train_cli([sys.executable, "-m", "stt_train.train", *common, *overrides(mini_synthdrive, tmp_path / "one"),
+    _train_cli([sys.executable, "-m", "stt_train.train", *common, *tiny_run(tmp_path / "one"),
                 *extra], {})
     _train_cli([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "stt_train.train", *common, *overrides(mini_synthdrive, tmp_path / "two"), *extra],
+                "-m", "stt_train.train", *common, *tiny_run(tmp_path / "two"), *extra],
                {"TORCH_CPP_LOG_LEVEL": "ERROR"})
     one = [json.loads(s)["loss"] for s in (tmp_path / "one/log.jsonl").read_text().splitlines()]
     two = [json.loads(s)["loss"] for s in (tmp_path / "two/log.jsonl").read_text().splitlines()]
@@ -267,84 +243,19 @@ def test_no_ros_imports_in_stt_train() -> None:
     assert not offences, offences
 
 
-def test_temporal_loss_on_known_cases() -> None:
-    from stt_train.losses import temporal_loss
-
-    g = torch.Generator().manual_seed(0)
-    frame = torch.randn(1, 3, 8, 12, generator=g) * 3
-    static = frame[:, None].expand(1, 3, 3, 8, 12)
-    zero = torch.zeros(1, 2, 2, 8, 12)
-    valid = torch.ones(1, 2, 8, 12, dtype=torch.bool)
-    assert temporal_loss(static, zero, valid).item() < 1e-10  # a static scene is perfectly consistent
-    moving = torch.stack([torch.roll(frame, 2 * k, -1) for k in range(3)], 1)  # 2 px right per frame
-    right = zero.clone()
-    right[:, :, 0] = -2
-    assert temporal_loss(moving, right, valid).item() < 1e-6  # followed by the flow: consistent
-    assert temporal_loss(moving, zero, valid).item() > 0.1  # the wrong flow sees flicker
-    # a disagreement only where the flow is not valid does not count
-    flicker = static.clone()
-    flicker[:, 2, :, :, :4] += 5
-    masked = valid.clone()
-    masked[:, 1, :, :4] = False
-    assert temporal_loss(flicker, zero, masked).item() < 1e-10
-    # the value: one pair of two frames that disagree on every pixel counts 2 per pixel (one-hot probabilities)
-    hard = torch.full((1, 2, 2, 4, 4), -50.0)
-    hard[:, 0, 0], hard[:, 1, 1] = 50.0, 50.0
-    assert temporal_loss(hard, torch.zeros(1, 1, 2, 4, 4), torch.ones(1, 1, 4, 4, dtype=torch.bool)).item() == \
-        pytest.approx(2.0)
-    # per image first: a batch is the mean of its images, however many valid pixels each has
-    both = torch.cat([moving, flicker])
-    flows, masks = torch.cat([right, zero]), torch.cat([valid, masked])
-    flows[1], masks[1] = zero[0], valid[0]
-    one = temporal_loss(moving, right, valid) / 2 + temporal_loss(flicker, zero, valid) / 2
-    assert temporal_loss(both, flows, masks).item() == pytest.approx(one.item(), rel=1e-5)
-    with pytest.raises(ValueError, match="at least 2 frames"):
-        temporal_loss(static[:, :1], zero[:, :0], valid[:, :0])
-
-
-def test_temporal_weight_trains_along_the_flow(mini_synthdrive: Path, tmp_path: Path) -> None:
-    base_cfg = load_experiment(CONFIGS / "synthdrive_bise18.yaml", overrides(mini_synthdrive, tmp_path / "base",
-                                                                              **{"train.iters": 2}))
-    run(base_cfg, progress=False)
-    init = f"train.init_weights={tmp_path / 'base/final.safetensors'}"
-    cfg = load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "stt", **{"train.iters": 3})
-                          + [init, "train.freeze_per_frame=true", "train.temporal_weight=10.0"])
-    res = run(cfg, progress=False)
-    logged = [json.loads(line) for line in (tmp_path / "stt/log.jsonl").read_text().splitlines()]
-    assert all(row["loss_temporal"] > 0 and "loss_aux" not in row for row in logged)
-    assert all(row["loss"] == pytest.approx(row["loss_main"] + 10 * row["loss_temporal"], rel=1e-4) for row in logged)
-    assert len(res["losses"]) == 3
-    # a per-frame network can train with it too (clips of key_frames + 1 frames), without auxiliary heads
-    per_frame = load_experiment(CONFIGS / "synthdrive_bise18.yaml", overrides(
-        mini_synthdrive, tmp_path / "pf", **{"train.iters": 2, "train.temporal_weight": 1.0, "train.aux_weight": 0}))
-    assert per_frame.prev_frames == 2
-    run(per_frame, progress=False)
-    assert (tmp_path / "pf/final.safetensors").is_file()
-    # the no-past control: each frame of the clip attends to copies of itself, as memory_clip gives the target
-    from stt_ros.weights import load_weights
-    from stt_train.train import initial_model, memory_clip
-
-    model = initial_model(cfg)
-    load_weights(model, tmp_path / "stt/final.safetensors")
-    model.eval()
-    clip = torch.randn(1, 3, 3, 64, 128)
-    with torch.no_grad():
-        own = model.forward_clip(clip, all_frames=True, memory="current")
-        past = model.forward_clip(clip, all_frames=True)
-        for k in range(3):
-            alone = model.forward_clip(clip[:, k:k + 1].expand(-1, 3, -1, -1, -1))
-            torch.testing.assert_close(own[:, k], alone.logits, rtol=1e-3, atol=1e-3)
-        torch.testing.assert_close(own[:, 2], model.forward_clip(memory_clip(clip, "current")).logits, rtol=1e-3,
-                                   atol=1e-3)
-        assert not torch.allclose(own[:, 2], past[:, 2], atol=1e-3)  # the trained transformer uses the past
-    run(load_experiment(SMALL, overrides(mini_synthdrive, tmp_path / "cur", **{"train.iters": 2})
-                        + [init, "train.freeze_per_frame=true", "train.temporal_weight=10.0", "train.memory=current"]),
-        progress=False)
-    assert (tmp_path / "cur/final.safetensors").is_file()
-    for extra, match in ((["train.temporal_weight=1.0", "data.dataset=cityscapes"], "synthdrive"),
-                         (["train.temporal_weight=1.0", "data.stride=2"], "stride=1"),
-                         (["train.temporal_weight=1.0"], "aux_weight=0"),
-                         (["train.temporal_weight=1.0", "train.aux_weight=0", "train.prev_frames=0"], "at least 2"),
-                         (["train.temporal_weight=-1.0"], ">= 0")):
-        with pytest.raises(ConfigError, match=match):
+def test_research_switches_are_not_stt_train_options(tmp_path: Path) -> None:
+    """train.memory / train.temporal_weight moved to python -m stt_train.research.train: stt-train refuses them
+    (and a research section) naming where they went, and still loads an older run's config.yaml, which holds
+    them switched off."""
+    for extra in (["train.memory=current"], ["train.temporal_weight=1.0"]):
+        with pytest.raises(ConfigError, match="stt_train.research.train"):
             load_experiment(SMALL, extra)
+    old = yaml.safe_load(SMALL.read_text())
+    old["train"] = {**old.get("train", {}), "memory": "past", "temporal_weight": 0.0}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    assert load_experiment(tmp_path / "old.yaml").to_dict() == load_experiment(SMALL).to_dict()
+    (tmp_path / "research.yaml").write_text(yaml.safe_dump({**old, "research": {"memory": "current"}}))
+    with pytest.raises(ConfigError, match="section 'research'.*stt_train.research.train"):
+        load_experiment(tmp_path / "research.yaml")
+    with pytest.raises(ConfigError, match="section model, data or train"):
+        load_experiment(SMALL, ["research.memory=current"])

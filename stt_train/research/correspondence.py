@@ -3,7 +3,7 @@
 For every position of every frame but the first of each sequence, the transformer's attention
 weights (:meth:`SparseTemporalTransformer.attention`, every position as a query) over the keys of
 the **nearest** previous frame, averaged over heads, are renormalised to sum to 1 and compared with the exact backward
-flow resized onto the 1/8 feature grid (:func:`stt_train.headroom.resize_flow`): the flow, rounded
+flow resized onto the 1/8 feature grid (:func:`stt_train.research.headroom.resize_flow`): the flow, rounded
 to whole cells, names the key that shows the same scene point one frame earlier. Reported, split
 into static cells (flow rounds to (0, 0)) and moving ones:
 
@@ -15,7 +15,7 @@ Positions whose target lies outside the nearest window, is not valid (occluded, 
 the frame), or whose window crosses the map border are not counted. ``selected`` repeats the
 numbers for the positions the model's query selection refines (all of them at TR = 1).
 
-    python -m stt_train.correspondence --weights models/stt_bise18_synthdrive.safetensors \\
+    python -m stt_train.research.correspondence --weights models/stt_bise18_synthdrive.safetensors \\
         --root data/synthdrive --split val
 """
 
@@ -32,7 +32,7 @@ import numpy as np
 from stt_ros.config import ConfigError
 from stt_train.datasets import DatasetError, read_rgb
 from stt_train.evaluate import eval_dataset, model_config_from_weights
-from stt_train.headroom import network_input, resize_flow
+from stt_train.research.headroom import network_input, resize_flow
 
 KINDS = ("static", "moving")
 
@@ -140,7 +140,7 @@ def markdown(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stt_train.correspondence",
+        prog="python -m stt_train.research.correspondence",
         description="Where a trained STT's attention looks in the previous frame, against SynthDrive's exact flow: "
                     "the weight on the key the flow points to and how often it is the largest.")
     parser.add_argument("--weights", required=True, help="STT .safetensors checkpoint (its config in the metadata)")

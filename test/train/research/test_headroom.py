@@ -12,7 +12,7 @@ from stt_ros.config import STTConfig
 from stt_ros.model.zoo import build_model
 from stt_ros.weights import save_weights
 from stt_train.evaluate import main as eval_main
-from stt_train.headroom import carry_history, main, resize_flow
+from stt_train.research.headroom import carry_history, main, resize_flow
 
 
 def test_history_follows_the_flow_and_restarts_where_invalid() -> None:

@@ -24,7 +24,7 @@ past; ``w = 0`` is the model). Every row also reports the mean negative log-like
 under the fused map (NLL, the cross-entropy a temporal module is trained on, without OHEM): where
 fusing lowers it, the semi-supervised loss rewards a module for learning that fusion.
 
-    python -m stt_train.headroom --weights runs/bise/final.safetensors --root data/synthdrive --split val
+    python -m stt_train.research.headroom --weights runs/bise/final.safetensors --root data/synthdrive --split val
 """
 
 from __future__ import annotations
@@ -181,9 +181,10 @@ class NLL:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stt_train.headroom", description="Temporal headroom of a per-frame model on SynthDrive: "
-        "mIoU and TC when its class probabilities are averaged over the last K frames along the exact flow "
-        "(an oracle; K=1 is the model itself).")
+        prog="python -m stt_train.research.headroom",
+        description="Temporal headroom of a per-frame model on SynthDrive: mIoU and TC when its class "
+        "probabilities are averaged over the last K frames along the exact flow (an oracle; K=1 is the model "
+        "itself).")
     parser.add_argument("--weights", required=True, help=".safetensors checkpoint (its config in the metadata)")
     parser.add_argument("--root", required=True, help="SynthDrive folder (it has the exact flow)")
     parser.add_argument("--split", default="val")

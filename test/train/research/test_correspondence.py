@@ -12,7 +12,7 @@ import torch
 from stt_ros.config import STTConfig
 from stt_ros.model.zoo import build_model
 from stt_ros.weights import save_weights
-from stt_train.correspondence import CorrespondenceTally, main, window_targets
+from stt_train.research.correspondence import CorrespondenceTally, main, window_targets
 
 
 def test_flow_targets_in_the_window_and_what_counts() -> None:
