@@ -3,19 +3,38 @@ calls, so its Python code (cache, build flow, calibrator, bindings, slot rotatio
 keying) runs on machines without a GPU. It is not TensorRT: the "engine" is the ONNX graph run by
 onnxruntime, "device memory" is host memory, streams run synchronously, and a captured "CUDA
 graph" records the executions with the tensor addresses they had and replays exactly those.
-The real end-to-end test (test_tensorrt_engine_matches_torch_and_caches) runs on a GPU.
+The real end-to-end tests (test_tensorrt_engine_matches_torch_and_caches, the shared backend tests'
+TestTensorRTOnGPU) run on a GPU; :func:`tensorrt_gpu_skip_reason` says why they cannot here.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.util
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 OK = 0
+
+
+def tensorrt_gpu_skip_reason() -> str | None:
+    """Why the real TensorRT backend cannot run on this machine (None: it can)."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install tensorrt cuda-python on a GPU machine)"
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError:
+            return "cuda-python is not installed"
+    err, count = cudart.cudaGetDeviceCount()
+    if int(getattr(err, "value", err)) != 0 or count == 0:
+        return "no NVIDIA GPU on this machine"
+    return None
 
 
 class _Err(enum.IntEnum):
