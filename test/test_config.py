@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stt_ros.config import ConfigError, STTConfig, load_config
+from stt_ros.config import ConfigError, STTConfig, load_config, read_config_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_papers_best_rows() -> None:
@@ -47,3 +49,22 @@ def test_yaml_roundtrip_and_unknown_keys(tmp_path: Path) -> None:
         load_config(str(path))
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_config_file_is_a_flat_mapping_or_a_ros_params_file(tmp_path: Path) -> None:
+    """stt-export/stt-tensorrt --config: the model fields of config/stt.yaml (the node's other
+    parameters skipped), or a flat YAML with load_config's checks."""
+    shipped = read_config_file(ROOT / "config" / "stt.yaml")
+    assert isinstance(shipped, STTConfig)
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    model: bise18\n    camera_topics: [/a]\n    query_ratio: 0.25\n")
+    assert read_config_file(params) == STTConfig(model="bise18", query_ratio=0.25)
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("model: stt_psp18\n")
+    assert read_config_file(flat) == load_config(str(flat))
+    flat.write_text("modle: stt_psp18\n")
+    with pytest.raises(ConfigError, match="unknown config key.*modle"):
+        read_config_file(flat)
+    flat.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        read_config_file(flat)
