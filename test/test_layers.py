@@ -220,9 +220,10 @@ def test_cycle_detector_sees_lazy_and_from_imports(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- torch-free imports
 @pytest.mark.parametrize("code", ["from stt_ros.config import STTConfig; STTConfig(); STTConfig(model='bise18')",
                                   "import stt_ros.runtime.onnx_backend",
+                                  "import stt_ros.runtime.tensorrt_backend, stt_ros.runtime.factory",
                                   "from stt_ros.runtime import StreamingSegmenter, SegResult, Backend"])
 def test_loads_without_torch(code: str) -> None:
-    """Building a config or loading the onnxruntime backend (a deployment without torch) never
+    """Building a config or loading an exported-graph backend (a deployment without torch) never
     imports torch, in a fresh interpreter."""
     out = subprocess.run([sys.executable, "-c", f"import sys\n{code}\nprint('torch' in sys.modules)"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
