@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_params_file_is_generated_from_the_config() -> None:
     text = (ROOT / "config" / "stt.yaml").read_text()
     assert text == to_ros_yaml(), "config/stt.yaml is stale: python -m stt_ros.ros.settings > config/stt.yaml"
-    params = yaml.safe_load(text)["stt_node"]["ros__parameters"]
+    doc = yaml.safe_load(text)
+    assert list(doc) == ["/**"], "the key must match the node in any namespace (stt_node: matches only /stt_node)"
+    params = doc["/**"]["ros__parameters"]
     node_keys = set(NodeSettings.__dataclass_fields__)
     assert STTConfig.from_dict({k: v for k, v in params.items() if k not in node_keys}) == STTConfig()
     assert NodeSettings(**{k: v for k, v in params.items() if k in node_keys}) == NodeSettings()
@@ -32,12 +34,28 @@ def test_package_xml_declares_real_dependencies() -> None:
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "stt_ros"
     deps = {e.text for e in root if e.tag.endswith("depend")}
-    for needed in ("rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rosidl_default_generators",
-                   "rosidl_default_runtime", "cv_bridge", "python3-numpy", "python3-opencv", "python3-pytest",
-                   "ament_cmake", "ament_cmake_python"):
+    for needed in ("rclpy", "rcl_interfaces", "ament_index_python", "sensor_msgs", "std_msgs", "std_srvs",
+                   "diagnostic_msgs", "rosidl_default_generators", "rosidl_default_runtime", "launch", "launch_ros",
+                   "python3-numpy", "python3-opencv", "python3-torch", "python3-pytest", "ament_cmake",
+                   "ament_cmake_python"):
         assert needed in deps, needed
+    # never imported (ROS 2's cv_bridge is not used: stt_ros.ros.conversions converts images itself);
+    # python3-pytorch-pip pulls torchvision and is marked for migration; python3-safetensors has no key
+    assert not deps & {"cv_bridge", "python3-pytorch-pip", "python3-safetensors"}
     assert root.find("member_of_group").text == "rosidl_interface_packages"
     assert root.find("export/build_type").text == "ament_cmake"
+
+
+def test_ros_requirements_are_pinned_as_in_requirements_txt() -> None:
+    """requirements-ros.txt (the pip packages without a rosdep key) pins what requirements.txt pins."""
+
+    def pins(name: str) -> dict[str, str]:
+        lines = (ROOT / name).read_text().splitlines()
+        return dict(line.split("==") for line in (x.split("#")[0].strip() for x in lines) if line)
+
+    ros, full = pins("requirements-ros.txt"), pins("requirements.txt")
+    assert {"safetensors", "mcap"} <= set(ros)
+    assert all(full.get(k) == v for k, v in ros.items()), (ros, full)
 
 
 def test_launch_file_parses_and_names_the_node() -> None:

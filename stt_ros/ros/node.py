@@ -47,7 +47,7 @@ from std_srvs.srv import Trigger
 from stt_ros.config import ConfigError
 from stt_ros.msg import TemporalConsistency
 from stt_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb, numpy_to_image
-from stt_ros.ros.params import declare_parameters, read_settings, settings_with
+from stt_ros.ros.params import declare_parameters, params_file_warnings, read_settings, settings_with
 from stt_ros.ros.settings import NodeSettings
 from stt_ros.runtime import StreamingSegmenter, create_backend
 from stt_ros.runtime.camera import WINDOW, CameraPipeline, PipelineSettings
@@ -90,6 +90,7 @@ class STTNode(Node):
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 (rclpy Node options)
         super().__init__("stt_node", **kwargs)
         declare_parameters(self)
+        params_file_warnings(self)  # a --params-file whose keys do not match this node's name
         self.settings, self.config = read_settings(self)  # ConfigError on invalid values
         try:
             self.backend = create_backend(self.config)  # ConfigError / WeightsError end start-up

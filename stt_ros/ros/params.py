@@ -4,8 +4,11 @@ defaults, ranges and help)."""
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import sys
 from typing import Any
 
+import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
@@ -128,3 +131,90 @@ def settings_with(settings: NodeSettings, params: list[Parameter]) -> NodeSettin
     if isinstance(changes.get("palette_colors"), list):  # anything else is left to validation to refuse
         changes["palette_colors"] = [int(x) if isinstance(x, int) else x for x in changes["palette_colors"]]
     return dataclasses.replace(settings, **changes)
+
+
+def params_file_warnings(node: Node, args: list[str] | None = None) -> list[str]:
+    """Warn (on the node's logger) about each ``--params-file`` that sets nothing for this node, and
+    return the warnings.
+
+    rcl applies a params file's entry only where its key matches the node's fully qualified name
+    (``/**`` matches every node, ``*`` one name token); anything else is dropped without a word, so a
+    file written for ``stt_node:`` leaves a node started in a namespace on its built-in defaults.
+    ``args`` are the process's command-line arguments (default ``sys.argv``, which ``rclpy.init``
+    reads). A file that rcl could not read already stopped rclpy before this point."""
+    fqn = node.get_fully_qualified_name()
+    warnings = []
+    for path in _params_files(sys.argv if args is None else args):
+        keys = _node_keys(path)
+        if keys is None or not keys or any(_key_matches(k, fqn) for k in keys):
+            continue
+        for key in keys:
+            if "*" in key:
+                why = f"which does not match this node {fqn}"
+            else:
+                why = f"which matches only {_absolute(key)}, but this node is {fqn}"
+            warnings.append(f"params file {path} has key '{key}' {why}: its parameters are ignored; "
+                            f"use '/**:' (any node) or '{fqn}:'")
+    for text in warnings:
+        node.get_logger().warning(text)
+    return warnings
+
+
+def _params_files(args: list[str]) -> list[str]:
+    """The values of ``--params-file`` inside the ``--ros-args ... [--]`` sections of ``args``."""
+    files, in_ros, i = [], False, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--ros-args":
+            in_ros = True
+        elif a == "--":
+            in_ros = False
+        elif in_ros and a == "--params-file" and i + 1 < len(args):
+            files.append(args[i + 1])
+            i += 1
+        i += 1
+    return files
+
+
+def _node_keys(path: str) -> list[str] | None:
+    """The node names of a params file's entries (nested namespace mappings joined with '/'), or
+    None when the file cannot be read as YAML (rcl reports that itself)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    keys: list[str] = []
+
+    def walk(mapping: dict, prefix: str) -> None:
+        for k, v in mapping.items():
+            if not isinstance(v, dict):
+                continue
+            name = f"{prefix}/{str(k).strip('/')}" if prefix else str(k)
+            if "ros__parameters" in v:
+                keys.append(name)
+            else:
+                walk(v, name)
+
+    if isinstance(doc, dict):
+        walk(doc, "")
+    return keys
+
+
+def _absolute(key: str) -> str:
+    return key if key.startswith("/") else "/" + key
+
+
+def _key_matches(key: str, fqn: str) -> bool:
+    """rcl's rule: ``**`` stands for any number of name tokens (none included), ``*`` for one."""
+    pattern = [t for t in _absolute(key).split("/") if t]
+    name = [t for t in fqn.split("/") if t]
+
+    def match(p: int, n: int) -> bool:
+        if p == len(pattern):
+            return n == len(name)
+        if pattern[p] == "**":
+            return any(match(p + 1, m) for m in range(n, len(name) + 1))
+        return n < len(name) and fnmatch.fnmatchcase(name[n], pattern[p]) and match(p + 1, n + 1)
+
+    return match(0, 0)
