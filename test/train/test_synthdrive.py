@@ -12,6 +12,7 @@ import pytest
 from stt_ros.metrics import warp_nearest
 from stt_train import synthdrive as sd
 from stt_train.bagwriter import IMAGE_TOPIC, LABEL_TOPIC, read_bag_frames
+from stt_train.synthdrive.config import ROAD, SKY
 
 MINI = sd.SynthDriveConfig(height=64, width=128, frames=6, supersample=1)  # as conftest's mini_synthdrive
 
@@ -39,7 +40,7 @@ def test_any_resolution_and_every_pixel_labelled_with_cityscapes_train_ids() -> 
         assert fr[0].flow is None and fr[1].flow.shape == (h, w, 2)
     # a street scene: road at the bottom centre, sky at the top centre
     fr = frames(sd.SynthDriveConfig(height=64, width=128, frames=2, supersample=1))
-    assert fr[0].label[-1, 64] == sd.ROAD and sd.SKY in fr[0].label[:8]
+    assert fr[0].label[-1, 64] == ROAD and SKY in fr[0].label[:8]
 
 
 def test_ground_truth_flow_is_exact() -> None:
@@ -119,7 +120,7 @@ def test_existing_output_is_refused_and_failures_leave_nothing(tmp_path: Path, m
         yield from []
         raise OSError("disk full")
 
-    monkeypatch.setattr(sd, "render_sequence", broken)
+    monkeypatch.setattr(sd.dataset, "render_sequence", broken)  # what write_dataset calls
     with pytest.raises(OSError, match="disk full"):
         sd.write_dataset(tmp_path / "b", cfg, splits={"train": 1}, bags=False, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # no partial dataset, no temporary folder
