@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -116,9 +118,45 @@ def test_rviz_layout_shows_the_node_outputs_with_matching_qos() -> None:
 def test_node_executable_for_ros2_run() -> None:
     script = ROOT / "scripts" / "stt_node"
     assert script.stat().st_mode & 0o111 and "stt_ros.ros.node import main" in script.read_text()
-    assert "install(PROGRAMS scripts/stt_node DESTINATION lib/${PROJECT_NAME})" in (ROOT / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert "install(PROGRAMS ${CMAKE_CURRENT_BINARY_DIR}/stt_node DESTINATION lib/${PROJECT_NAME})" in cmake
     installed = Path(sys.prefix) / "lib" / "stt_ros" / "stt_node"
     if installed.exists():  # make setup installs it into the venv prefix
-        out = subprocess.run([sys.executable, str(installed), "--ros-args", "-p", "model:=nope"], capture_output=True,
-                             text=True, timeout=120)
+        # it runs with the interpreter it was built for, whatever python3 is first on PATH
+        assert installed.read_text().splitlines()[0] == f"#!{sys.prefix}/bin/python"
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        env["PATH"] = "/usr/bin:/bin"
+        out = subprocess.run([str(installed), "--ros-args", "-p", "model:=nope"], capture_output=True,
+                             text=True, timeout=120, env=env)
         assert out.returncode == 1 and "not a zoo model" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_colcon_symlink_install_builds_the_package(tmp_path: Path) -> None:
+    """`colcon build --symlink-install` in a workspace of its own, against this environment's ROS 2
+    (the venv prefix: CMAKE_PREFIX_PATH/AMENT_PREFIX_PATH, as scripts/setup_env.sh builds)."""
+    colcon = Path(sys.executable).parent / "colcon"
+    if not colcon.exists() or not (Path(sys.prefix) / "share" / "rosidl_default_generators").exists():
+        pytest.skip("colcon or the ROS 2 build wheels are not installed here (make setup)")
+    src = tmp_path / "src" / "stt_ros"  # a copy: CMake refuses exported include dirs inside the source
+    src.mkdir(parents=True)  # tree, and this checkout holds the venv
+    for name in ("CMakeLists.txt", "package.xml", "setup.cfg", "setup.py", "pyproject.toml"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("msg", "stt_ros", "stt_train", "scripts", "launch", "config"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = dict(os.environ, CMAKE_PREFIX_PATH=sys.prefix, AMENT_PREFIX_PATH=sys.prefix, MAKEFLAGS="-j2",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [str(colcon), "--log-base", "log", "build", "--symlink-install", "--base-paths", "src",
+           "--event-handlers", "console_direct-", "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}",
+           "-DBUILD_TESTING=OFF", "-Wno-dev"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    prefix = tmp_path / "install" / "stt_ros"
+    node = prefix / "lib" / "stt_ros" / "stt_node"
+    assert os.access(node, os.X_OK) and node.read_text().splitlines()[0] == f"#!{sys.executable}"
+    launch = prefix / "share" / "stt_ros" / "launch" / "stt.launch.py"
+    assert launch.is_symlink() and launch.resolve() == (src / "launch" / "stt.launch.py").resolve()
+    site = next((prefix / "lib").glob("python3*/site-packages"))
+    assert (site / "stt_ros" / "msg" / "_temporal_consistency.py").exists()
+    assert (site / "stt_ros" / "ros" / "node.py").resolve() == (src / "stt_ros" / "ros" / "node.py").resolve()
+    assert (prefix / "share" / "stt_ros" / "package.xml").exists()
