@@ -331,14 +331,17 @@ def fastdds_profile() -> Path | None:
 def configure_middleware() -> list[str]:
     """Environment for this process's DDS participant, set before rclpy.init; returns log lines.
 
-    * ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST (only this host) when unset.
+    * ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST (only this host) when unset, and says so:
+      a node that discovers (and sends images to) every participant on the network by surprise is
+      worse than one that must be told SUBNET. A value the user exported is kept as it is.
     * Fast DDS gets the large-image shared-memory profile when FASTDDS_DEFAULT_PROFILES_FILE is
       unset, STT_FASTDDS_PROFILE is not "none", and /dev/shm has room for its segment.
     """
     notes = []
     if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in os.environ:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        notes.append("ROS_AUTOMATIC_DISCOVERY_RANGE unset: using LOCALHOST (this host only)")
+        notes.append("ROS_AUTOMATIC_DISCOVERY_RANGE unset: using LOCALHOST (this host only; export SUBNET, or "
+                     "pass discovery_range:=SUBNET to the launch file, to reach cameras on other machines)")
     if "FASTDDS_DEFAULT_PROFILES_FILE" in os.environ or os.environ.get("STT_FASTDDS_PROFILE") == "none":
         return notes
     profile = fastdds_profile()
@@ -358,7 +361,14 @@ def configure_middleware() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of stt_node (python -m stt_ros.ros.node --ros-args ...)."""
+    """Entry point of stt_node (python -m stt_ros.ros.node --ros-args ...).
+
+    Exit status 0 after SIGINT/SIGTERM or an external shutdown, 1 when start-up is refused. Once
+    shutdown has begun, further SIGINT/SIGTERM are ignored (a terminal's Ctrl-C and `ros2 launch`
+    both signal the node, and a user may press Ctrl-C twice), so cleanup finishes without a
+    KeyboardInterrupt traceback and `ros2 launch` sees a clean exit."""
+    import signal
+
     notes = configure_middleware()
     rclpy.init(args=argv if argv is not None else sys.argv)
     for note in notes:
@@ -374,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             node.shutdown()
             node.destroy_node()
