@@ -62,6 +62,24 @@ if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$build_hash" ] || \
   did+=("built and installed stt_ros (TemporalConsistency message, symlinked Python package) into .venv")
 fi
 
+# 5. the real `ros2 launch` (launch, launch_ros, ros2cli, composition_interfaces): not on PyPI; the
+#    read-only ../shared/ros2-launch holds unmodified snapshots and installs them (~20 s). Without
+#    it the tests that run `ros2 launch` skip and say why.
+SHARED=${STT_SHARED:-$ROOT/../shared}
+if [ -x "$SHARED/ros2-launch/install-into" ]; then
+  launch_hash=$(hash_of "$SHARED/ros2-launch/install-into")
+  if [ "$(cat "$STAMPS/ros2-launch" 2>/dev/null)" != "$launch_hash" ] || \
+     ! "$V/bin/python" -c 'import launch_ros, ros2launch, composition_interfaces.srv' >/dev/null 2>&1; then
+    mkdir -p build
+    "$SHARED/ros2-launch/install-into" "$V" "$ROOT/build/ros2-launch" > build/ros2-launch.log 2>&1 || {
+      tail -30 build/ros2-launch.log >&2; echo "setup: installing ros2 launch failed (build/ros2-launch.log)" >&2; exit 1; }
+    echo "$launch_hash" > "$STAMPS/ros2-launch"
+    did+=("installed launch, launch_ros and the ros2 CLI from $SHARED/ros2-launch into .venv")
+  fi
+else
+  echo "setup: $SHARED/ros2-launch not found: no ros2 launch in .venv (its tests will skip)"
+fi
+
 if [ ${#did[@]} -eq 0 ]; then
   echo "setup: up to date ($(( $(date +%s) - t0 )) s, nothing redone)"
 else
