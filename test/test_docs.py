@@ -41,13 +41,8 @@ USER_FILES = "names the user's own bag, model or dataset (placeholder paths)"
 DATASET = "generates or evaluates a full SynthDrive split: a minute or more on 2 cores"
 RESEARCH = "research command, see docs/experiments/README.md; needs trained runs (minutes to hours)"
 
-#: normalised command prefix (comments stripped, whitespace collapsed) -> why it is not run here;
-#: a key starting with "*" matches a command that contains the rest anywhere
+#: normalised command prefix (comments stripped, whitespace collapsed) -> why it is not run here
 LONG_RUNNING: dict[str, str] = {
-    # the research switches (moving into stt_train/research/, maybe under other names)
-    "*train.memory=current": RESEARCH,
-    "*train.temporal_weight=": RESEARCH,
-    "*--memory current": RESEARCH,
     # README.md
     "make demo": "sets up .venv, generates a bag and replays it through the node over DDS, ~30 s+",
     "make test": "the whole suite: ruff and every test, many minutes (this test is part of it)",
@@ -86,8 +81,7 @@ LONG_RUNNING: dict[str, str] = {
     # docs/experiments/: the studies' own commands
     "python -m stt_train.synthdrive --out data/sd": DATASET,
     "python -m stt_train.compare ": TRAINED,
-    "python -m stt_train.research.headroom ": RESEARCH,
-    "python -m stt_train.research.correspondence ": RESEARCH,
+    "python -m stt_train.research.": RESEARCH,
     "for s in 0 1 2; do": TRAINING + " (three seeds per model)",
 }
 
@@ -194,15 +188,13 @@ def doc_commands(path: Path) -> list[Command]:
 
 
 def matches(key: str, command: Command) -> bool:
-    if key.startswith("*"):
-        return " ".join(key[1:].split()) in command.key
     return command.key.startswith(" ".join(key.split()))
 
 
 def listed(command: Command) -> str | None:
     """Why the command is not run (the most specific LONG_RUNNING entry), or None: it runs."""
     hits = [key for key in LONG_RUNNING if matches(key, command)]
-    return LONG_RUNNING[max(hits, key=lambda k: (k.startswith("*"), len(k)))] if hits else None
+    return LONG_RUNNING[max(hits, key=len)] if hits else None
 
 
 ALL = [c for path in doc_files() for c in doc_commands(path)]
