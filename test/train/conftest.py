@@ -64,19 +64,29 @@ def frame_image(value: int, h: int = 16, w: int = 32) -> np.ndarray:
     return img
 
 
+def label_image(fill: int, regions: list[tuple[tuple[slice, ...] | slice, int]]) -> np.ndarray:
+    """A 16x32 label image of id ``fill`` with each (region, id) painted over it in turn."""
+    label = np.full((16, 32), fill, np.uint8)
+    for region, value in regions:
+        label[region] = value
+    return label
+
+
+def write_frames(folder: Path, name: str, frames: range) -> None:
+    """Frame f of ``frames`` (its :func:`frame_image`) to ``folder / name.format(f)``."""
+    for f in frames:
+        write_png(folder / name.format(f), frame_image(f % 256))
+
+
 @pytest.fixture
 def cityscapes(tmp_path: Path) -> Path:
     """aachen snippet 000000 (frames 0..29, frame 19 annotated) and one of frankfurt numbered like val's."""
     root = tmp_path / "cityscapes"
-    label = np.full((16, 32), 7, np.uint8)  # road
-    label[:4] = 23  # sky
-    label[4:6, :8] = 26  # car
-    label[6:8, :8] = 0  # unlabeled -> ignore
-    label[8:10, :8] = 9  # parking -> ignore (no trainId)
+    # road; sky, car, unlabeled (-> ignore), parking (-> ignore: no trainId)
+    label = label_image(7, [(np.s_[:4], 23), (np.s_[4:6, :8], 26), (np.s_[6:8, :8], 0), (np.s_[8:10, :8], 9)])
     for city, seq, target in (("aachen", 0, 19), ("frankfurt", 294, 294)):
-        for f in range(target - 19, target + 11):
-            write_png(root / "leftImg8bit_sequence/train" / city / f"{city}_{seq:06d}_{f:06d}_leftImg8bit.png",
-                      frame_image(f % 256))
+        write_frames(root / "leftImg8bit_sequence/train" / city, f"{city}_{seq:06d}_{{:06d}}_leftImg8bit.png",
+                     range(target - 19, target + 11))
         write_png(root / "gtFine/train" / city / f"{city}_{seq:06d}_{target:06d}_gtFine_labelIds.png", label)
     return root
 
@@ -85,13 +95,10 @@ def cityscapes(tmp_path: Path) -> Path:
 def camvid(tmp_path: Path) -> Path:
     """SegNet layout plus extracted 30 Hz frames, two sequences with their two naming styles."""
     root = tmp_path / "camvid"
-    label = np.full((16, 32), 3, np.uint8)  # road
-    label[:4] = 0  # sky
-    label[10:, :4] = 11  # void
+    label = label_image(3, [(np.s_[:4], 0), (np.s_[10:, :4], 11)])  # road; sky, void
     for seq, prefix, digits, target in (("0001TP", "", 6, 6690), ("Seq05VD", "f", 5, 30)):
         name = f"{seq}_{prefix}{target:0{digits}d}.png"
         write_png(root / "train" / name, frame_image(target % 256))
         write_png(root / "trainannot" / name, label)
-        for f in range(target - 5, target + 1):
-            write_png(root / "frames" / seq / f"{seq}_{prefix}{f:0{digits}d}.png", frame_image(f % 256))
+        write_frames(root / "frames" / seq, f"{seq}_{prefix}{{:0{digits}d}}.png", range(target - 5, target + 1))
     return root
