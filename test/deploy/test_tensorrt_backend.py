@@ -118,6 +118,31 @@ def test_calibration_frames_from_a_bag(tmp_path: Path) -> None:
     assert "frames<=2" in calibration_descriptor(bag, 2)
 
 
+def test_calibration_frames_from_a_compressed_bag_file_as_bag_evaluation_reads_them(tmp_path: Path) -> None:
+    """A bare .mcap of CompressedImage (read by stt_ros.bag's BagSource, decoded by runtime.images):
+    undecodable frames are skipped, not fatal."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_KILTED)
+    t = ts.types
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (6, 8, 3), dtype=np.uint8) for _ in range(3)]
+    payloads = [cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].reshape(-1) for f in frames]
+    payloads.insert(1, np.frombuffer(b"not a png", np.uint8))
+    with Writer(tmp_path / "drive", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        cam = writer.add_connection("/cam/compressed", "sensor_msgs/msg/CompressedImage", typestore=ts)
+        for i, data in enumerate(payloads):
+            header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=i, nanosec=0), frame_id="c")
+            msg = t["sensor_msgs/msg/CompressedImage"](header=header, format="png", data=data)
+            writer.write(cam, i * 10**8, ts.serialize_cdr(msg, "sensor_msgs/msg/CompressedImage"))
+    mcap = next((tmp_path / "drive").glob("*.mcap"))
+    got = list(calibration_images(mcap, limit=10))
+    assert len(got) == 3 and all(np.array_equal(a, b) for a, b in zip(got, frames, strict=True))
+    with pytest.raises(ConfigError, match="no image topic /other"):
+        list(calibration_images(mcap, topic="/other"))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
 def test_selecting_tensorrt_without_it_says_what_to_install(tmp_path: Path) -> None:
     onnx = tmp_path / "m.onnx"
