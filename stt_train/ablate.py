@@ -18,13 +18,13 @@ The key size is counted per query for T key frames as in the slides (527 for (1,
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig
+from stt_train.cli import command_parser
 from stt_train.datasets import DatasetError
 
 KEY_ROWS = [(1, 5, 1), (2, 5, 1), (3, 5, 1), (1, 3, 1), (1, 7, 1), (1, 5, 2), (1, 5, 3)]
@@ -128,16 +128,14 @@ def format_tables(results: dict[str, Any], base: STTConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stt-ablate", description="Sweep the paper's ablation axes (s, e, eps; r, TR; T) on a trained STT "
-        "model at inference and print the tables in the slides' format.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  stt-ablate --weights models/stt_bise18_synthdrive.safetensors --dataset synthdrive "
-               "--root data/synthdrive --split val\n"
-               "  stt-ablate --weights w.safetensors --dataset synthdrive --root data/synthdrive --axes query "
-               "--max-sequences 2 --dense\n"
-               "The model is trained once; each row changes only inference settings (see the module docstring).")
+    parser = command_parser(
+        "stt-ablate", "Sweep the paper's ablation axes (s, e, eps; r, TR; T) on a trained STT model at inference "
+        "and print the tables in the slides' format.",
+        ["stt-ablate --weights models/stt_bise18_synthdrive.safetensors --dataset synthdrive --root data/synthdrive "
+         "--split val",
+         "stt-ablate --weights w.safetensors --dataset synthdrive --root data/synthdrive --axes query "
+         "--max-sequences 2 --dense"],
+        "The model is trained once; each row changes only inference settings (see the module docstring).")
     parser.add_argument("--weights", required=True, help="trained stt_* checkpoint (.safetensors with its config)")
     parser.add_argument("--dataset", required=True, choices=("cityscapes", "camvid", "synthdrive"))
     parser.add_argument("--root", required=True)

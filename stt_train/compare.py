@@ -22,7 +22,6 @@ metric code is ``stt_ros.metrics``'s own, and scipy (tens of MB) would be a depe
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -40,6 +39,7 @@ from stt_ros.metrics import (
     iou_per_class,
     mean_iou,
 )
+from stt_train.cli import command_parser
 
 #: TC and per-class TC from summed intersections/unions, by ``stt-eval --tc-protocol``
 TC_FORMULAS = {"stt_ros": (consistency, consistency_per_class), "etc": (etc_consistency, etc_consistency_per_class)}
@@ -243,17 +243,14 @@ def _f(v: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stt-compare", description="Compare stt-eval results of the same sequences: mIoU and TC "
-        "differences with a bootstrap interval (paired over sequences; over runs too where a side has "
-        "several training runs, e.g. seeds), and per-class IoU/TC.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n"
-               "  stt-eval --weights base.safetensors --dataset synthdrive --root data/sd --json base.json\n"
-               "  stt-eval --weights stt.safetensors --dataset synthdrive --root data/sd --json stt.json\n"
-               "  stt-compare base.json stt.json --labels BiSe18 STT-BiSe18\n"
-               "  stt-compare --base bise_s0.json bise_s1.json bise_s2.json --other stt_s0.json stt_s1.json "
-               "stt_s2.json")
+    parser = command_parser(
+        "stt-compare", "Compare stt-eval results of the same sequences: mIoU and TC differences with a bootstrap "
+        "interval (paired over sequences; over runs too where a side has several training runs, e.g. seeds), and "
+        "per-class IoU/TC.",
+        ["stt-eval --weights base.safetensors --dataset synthdrive --root data/sd --json base.json",
+         "stt-eval --weights stt.safetensors --dataset synthdrive --root data/sd --json stt.json",
+         "stt-compare base.json stt.json --labels BiSe18 STT-BiSe18",
+         "stt-compare --base bise_s0.json bise_s1.json bise_s2.json --other stt_s0.json stt_s1.json stt_s2.json"])
     parser.add_argument("files", nargs="*", metavar="BASE OTHER",
                         help="stt-eval --json results of the reference model and of the model compared with it")
     parser.add_argument("--base", nargs="+", metavar="JSON",

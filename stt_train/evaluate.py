@@ -53,6 +53,7 @@ from stt_ros.metrics import (
 )
 from stt_ros.metrics import make_flow as make_estimated_flow
 from stt_ros.viz import class_names
+from stt_train.cli import command_parser
 from stt_train.datasets import ClipDataset, DatasetError, SequenceSpec, build_dataset, read_label, read_rgb
 
 WARMUP_FRAMES = 3
@@ -288,19 +289,18 @@ def model_config_from_weights(weights: str, overrides: dict[str, Any]) -> STTCon
 
 def build_parser(prog: str = "stt-eval") -> argparse.ArgumentParser:
     """stt-eval's options (the research evaluator adds its own)."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Evaluate mIoU, temporal consistency (TC) and fps of a model on a video dataset "
-        "through the streaming runtime.", formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  stt-eval --weights models/stt_bise18_synthdrive.safetensors --dataset synthdrive "
-               "--root data/synthdrive --split val --flow gt\n"
-               "  stt-eval --config stt_train/configs/cityscapes_stt_bise18.yaml --weights runs/x/final.safetensors "
-               "--set data.root=/data/cityscapes\n"
-               "  stt-eval --weights w.safetensors --dataset camvid --root /data/camvid --split test --flow dis:medium "
-               "--json out.json --markdown out.md\n"
-               "  stt-eval --weights w.safetensors --dataset synthdrive --root data/synthdrive --tc-protocol etc "
-               "--flow dis   # ETC's TC, comparable with published tables\n"
-               "Without --config the model settings come from the checkpoint's metadata.")
+    parser = command_parser(
+        prog, "Evaluate mIoU, temporal consistency (TC) and fps of a model on a video dataset through the "
+        "streaming runtime.",
+        ["stt-eval --weights models/stt_bise18_synthdrive.safetensors --dataset synthdrive --root data/synthdrive "
+         "--split val --flow gt",
+         "stt-eval --config stt_train/configs/cityscapes_stt_bise18.yaml --weights runs/x/final.safetensors "
+         "--set data.root=/data/cityscapes",
+         "stt-eval --weights w.safetensors --dataset camvid --root /data/camvid --split test --flow dis:medium "
+         "--json out.json --markdown out.md",
+         "stt-eval --weights w.safetensors --dataset synthdrive --root data/synthdrive --tc-protocol etc --flow dis"
+         "   # ETC's TC, comparable with published tables"],
+        "Without --config the model settings come from the checkpoint's metadata.")
     parser.add_argument("--weights", required=True, help=".safetensors checkpoint to evaluate")
     parser.add_argument("--config", help="experiment YAML (model and data sections); optional")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="override config values")

@@ -9,13 +9,13 @@ and the node read) whose ``weights`` points at the file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from stt_ros.config import STTConfig
 from stt_ros.weights import WeightsError, atomic_write, checkpoint_config, read_state_dict
+from stt_train.cli import command_parser
 
 KEEP_FP32 = ("running_mean", "running_var")
 
@@ -50,11 +50,10 @@ def release(src: str | Path, dst: str | Path, yaml_path: str | Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stt_train.release", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m stt_train.release runs/synthdrive_stt_bise18/final.safetensors "
-               "models/stt_bise18_synthdrive.safetensors --yaml models/stt_bise18_synthdrive.yaml")
+    parser = command_parser(
+        "python -m stt_train.release", __doc__.split("\n\n")[0],
+        ["python -m stt_train.release runs/synthdrive_stt_bise18/final.safetensors "
+         "models/stt_bise18_synthdrive.safetensors --yaml models/stt_bise18_synthdrive.yaml"])
     parser.add_argument("src", help="checkpoint written by stt-train (final.safetensors or iter_*.safetensors)")
     parser.add_argument("dst", help="output .safetensors")
     parser.add_argument("--yaml", help="also write the model config YAML here")

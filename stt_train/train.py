@@ -48,6 +48,7 @@ from stt_train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from stt_train.cli import command_parser
 from stt_train.config import ExperimentConfig, TrainConfig, load_experiment
 from stt_train.datasets import DatasetError, build_dataset, collate
 from stt_train.losses import OhemCELoss
@@ -504,10 +505,9 @@ def run(cfg: ExperimentConfig, resume: str | bool = False, stop_after: int | Non
     return {"iteration": it, "final": finish(cfg, proc, trainee.model, it, progress), "losses": losses}
 
 
-def build_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
+def build_parser(prog: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
     """The training CLI's options (``stt-train`` and the research trainer share them)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples)
+    parser = command_parser(prog, description, examples)
     parser.add_argument("--config", required=True, help="experiment YAML (sections model, data, train)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="override config values, e.g. train.iters=100 data.root=/data/cityscapes")
@@ -544,12 +544,11 @@ def cli(argv: list[str] | None, parser: argparse.ArgumentParser,
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(
         "stt-train", __doc__.split("\n\n")[0],
-        "examples:\n"
-        "  stt-train --config stt_train/configs/synthdrive_stt_bise18.yaml\n"
-        "  stt-train --config stt_train/configs/cityscapes_stt_bise18.yaml --set data.root=/data/cityscapes\n"
-        "  stt-train --config my.yaml --resume                    # continue train.out_dir's latest checkpoint\n"
-        "  stt-train --config my.yaml --set train.iters=20 train.out_dir=/tmp/smoke\n"
-        "  torchrun --nproc_per_node=2 -m stt_train.train --config my.yaml   # DDP (gloo on CPU, nccl on GPU)")
+        ["stt-train --config stt_train/configs/synthdrive_stt_bise18.yaml",
+         "stt-train --config stt_train/configs/cityscapes_stt_bise18.yaml --set data.root=/data/cityscapes",
+         "stt-train --config my.yaml --resume                    # continue train.out_dir's latest checkpoint",
+         "stt-train --config my.yaml --set train.iters=20 train.out_dir=/tmp/smoke",
+         "torchrun --nproc_per_node=2 -m stt_train.train --config my.yaml   # DDP (gloo on CPU, nccl on GPU)"])
     return cli(argv, parser, lambda path, overrides: (load_experiment(path, overrides), None))
 
 

@@ -152,11 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(
         "python -m stt_train.research.train", "stt-train with the research switches (research.memory, "
         "research.temporal_weight; see the module docstring).",
-        "examples:\n"
-        "  python -m stt_train.research.train --config stt_train/configs/synthdrive_stt_bise18_frozen.yaml \\\n"
-        "      --set train.init_weights=runs/bise/final.safetensors research.memory=current  # no-past control\n"
-        "  python -m stt_train.research.train --config stt_train/configs/synthdrive_stt_bise18_frozen.yaml \\\n"
-        "      --set train.init_weights=runs/bise/final.safetensors research.temporal_weight=10.0")
+        ["python -m stt_train.research.train --config stt_train/configs/synthdrive_stt_bise18_frozen.yaml \\\n"
+         "      --set train.init_weights=runs/bise/final.safetensors research.memory=current  # no-past control",
+         "python -m stt_train.research.train --config stt_train/configs/synthdrive_stt_bise18_frozen.yaml \\\n"
+         "      --set train.init_weights=runs/bise/final.safetensors research.temporal_weight=10.0"])
 
     def load_objective(path: str, overrides: list[str]) -> tuple[ExperimentConfig, Objective]:
         cfg, research = load(path, overrides)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from stt_train.cli import command_parser
 from stt_train.synthdrive import truth
 from stt_train.synthdrive.config import CITY, GENERATOR_VERSION, SynthDriveConfig, intrinsics, train_to_label_id
 from stt_train.synthdrive.nuisances import Nuisances
@@ -168,15 +168,13 @@ def write_dataset(out: str | os.PathLike[str], cfg: SynthDriveConfig, seed: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="stt-synthdrive", description="Generate SynthDrive, a synthetic labelled driving video dataset with "
-        "exact optical flow, in the Cityscapes video layout plus one rosbag2 MCAP per sequence.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  stt-synthdrive --out data/synthdrive --train 40 --val 8 --height 128 --width 256\n"
-               "  stt-synthdrive --out /tmp/sd --train 2 --val 1 --frames 12 --no-bags --seed 3\n"
-               "  python -m stt_train.synthdrive --out data/sd_clean --nuisance 0   # no nuisances\n"
-               "The same seed and settings always give the same dataset, byte for byte.")
+    parser = command_parser(
+        "stt-synthdrive", "Generate SynthDrive, a synthetic labelled driving video dataset with exact optical flow, "
+        "in the Cityscapes video layout plus one rosbag2 MCAP per sequence.",
+        ["stt-synthdrive --out data/synthdrive --train 40 --val 8 --height 128 --width 256",
+         "stt-synthdrive --out /tmp/sd --train 2 --val 1 --frames 12 --no-bags --seed 3",
+         "python -m stt_train.synthdrive --out data/sd_clean --nuisance 0   # no nuisances"],
+        "The same seed and settings always give the same dataset, byte for byte.")
     parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=20, help="training sequences")
