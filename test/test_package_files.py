@@ -75,7 +75,7 @@ def test_launch_file_parses_and_names_the_node() -> None:
 
 
 def test_launch_description_builds_on_a_ros2_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on PyPI or Debian (see DESIGN.md); "
+    pytest.importorskip("launch_ros", reason="launch/launch_ros are not on PyPI or Debian; "
                         "make setup installs them from ../shared/ros2-launch where it exists")
     import importlib.util
 
