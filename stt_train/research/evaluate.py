@@ -19,8 +19,8 @@ PROG = "python -m stt_train.research.evaluate"
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(PROG)
-    parser.epilog += (f"\nexample of the control:\n  {PROG} --weights runs/fzc/final.safetensors --dataset synthdrive --root data/synthdrive "
-                      f"--flow gt --memory current   # the no-past control")
+    parser.epilog += (f"\nexample of the control:\n  {PROG} --weights runs/fzc/final.safetensors --dataset synthdrive "
+                      f"--root data/synthdrive --flow gt --memory current")
     parser.add_argument("--memory", choices=("past", "current"), default="past",
                         help="current: the no-past control (research.memory=current), each frame attends to itself "
                              "in place of the previous frames (default past)")
