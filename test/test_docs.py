@@ -233,6 +233,11 @@ def test_relative_links_between_the_docs_resolve() -> None:
     assert not broken, f"links to files that do not exist: {broken}"
 
 
+def test_the_docs_name_no_design_md() -> None:
+    """The repository has no DESIGN.md; a doc pointing there points nowhere."""
+    assert not [str(p.relative_to(ROOT)) for p in doc_files() if "DESIGN.md" in p.read_text()]
+
+
 def scratch_copy(dest: Path) -> Path:
     """The repository's files (tracked and untracked, not ignored) under dest, without the Python
     packages' sources, so `python -m stt_train...` imports the installed package."""
