@@ -59,8 +59,11 @@ class Launch:
     """`ros2 launch` in a process group of its own (so a test can Ctrl-C it as a terminal would)."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        # SIGINT back to its default in the child: a shell without job control starts background
+        # commands (a CI runner's, say) with SIGINT ignored, and launch and the node would inherit that
         self.proc = subprocess.Popen(ros2_launch(*args), env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(x.rstrip() for x in self.proc.stdout),
                                         daemon=True)
@@ -187,7 +190,7 @@ def test_launch_runs_the_node_in_a_namespace(launch_env: dict[str, str], dds_iso
         # on, launch does not start it again
         code = launch.ctrl_c(times=2)
     assert code == 0, launch.output
-    assert "process has finished cleanly" in launch.output, launch.output
+    assert "process has finished cleanly" in launch.output and "user interrupted" in launch.output, launch.output
     assert "Traceback" not in launch.output and "process has died" not in launch.output, launch.output
     assert launch.output.count("process started") == 1, launch.output
 
