@@ -2,26 +2,36 @@
 
 Decoding lives in :mod:`stt_ros.runtime.images` (no ROS imports), shared with bag evaluation so
 the node and ``stt-bag-eval`` accept and refuse exactly the same frames; this module re-exports it
-and adds the encoder the node publishes with.
+and adds the encoders: :func:`numpy_to_image` (what the node publishes with) and cv_bridge's
+``imgmsg_to_cv2`` / ``cv2_to_imgmsg`` under its names and with its behaviour (ROS 2's cv_bridge is
+not installable here; PyPI's ``cv-bridge`` is ROS 1's and broken on numpy 2).
 """
 
 from __future__ import annotations
 
 import array
+import sys
 
 import numpy as np
 
 from stt_ros.runtime.images import (
     ENCODINGS,
     MAX_PIXELS,
+    CvBridgeError,
     ImageError,
     compressed_size,
     compressed_to_rgb,
+    encoding_type,
+    image_to_array,
     image_to_rgb,
 )
 
-__all__ = ["ENCODINGS", "MAX_PIXELS", "ImageError", "compressed_size", "compressed_to_rgb", "image_to_rgb",
-           "numpy_to_image"]
+__all__ = ["ENCODINGS", "MAX_PIXELS", "CvBridgeError", "ImageError", "compressed_size", "compressed_to_rgb",
+           "cv2_to_imgmsg", "image_to_rgb", "imgmsg_to_cv2", "numpy_to_image"]
+
+#: numpy dtype -> OpenCV depth name (cv_bridge's numpy_type_to_cvtype)
+_CV_DEPTH = {"uint8": "8U", "int8": "8S", "uint16": "16U", "int16": "16S", "int32": "32S", "float32": "32F",
+             "float64": "64F"}
 
 
 def _bytes(arr: np.ndarray) -> array.array:
@@ -45,5 +55,53 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header) -> object:  # noqa: A
     msg.encoding = encoding
     msg.is_bigendian = 0
     msg.step = msg.width * channels
+    msg.data = _bytes(arr)
+    return msg
+
+
+def imgmsg_to_cv2(msg, desired_encoding: str = "passthrough") -> np.ndarray:  # noqa: ANN001
+    """cv_bridge's ``CvBridge().imgmsg_to_cv2``: the message's pixels as a numpy array in its own
+    encoding (``passthrough``: (H, W) for one channel, (H, W, C) otherwise, this machine's byte
+    order), or converted to ``desired_encoding`` (``rgb8``, ``bgr8``, ``mono8``, ``mono16``, ...)
+    with cv_bridge's conversion table and 16 <-> 8 bit scaling. Raises :class:`CvBridgeError`."""
+    return image_to_array(msg, desired_encoding)
+
+
+def cv2_to_imgmsg(arr: np.ndarray, encoding: str = "passthrough", header=None) -> object:  # noqa: ANN001
+    """cv_bridge's ``CvBridge().cv2_to_imgmsg``: a sensor_msgs/Image holding ``arr``. With
+    ``passthrough`` the encoding is the array's OpenCV type (``8UC3``, ``16UC1``, ``32FC1``, ...);
+    a named encoding must have the array's type (``rgb8``/``bgr8``: uint8 with 3 channels,
+    ``mono16``: uint16 (H, W), ``yuv422``: uint8 with 2 channels, ``bayer_rggb8``: uint8 (H, W)),
+    else :class:`CvBridgeError`. ``is_bigendian`` follows the array's byte order; ``header`` is
+    copied when given."""
+    from sensor_msgs.msg import Image
+
+    if not isinstance(arr, np.ndarray | np.generic):
+        raise TypeError(f"expected a numpy array, got {type(arr).__name__}")
+    if arr.ndim not in (2, 3):
+        raise CvBridgeError(f"expected an (H, W) or (H, W, C) array, got shape {arr.shape}")
+    depth = _CV_DEPTH.get(arr.dtype.name)
+    if depth is None:
+        raise CvBridgeError(f"numpy dtype {arr.dtype} has no OpenCV type (use one of {', '.join(_CV_DEPTH)})")
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    cv_type = f"{depth}C{channels}"
+    if encoding == "passthrough":
+        encoding = cv_type
+    else:
+        try:
+            dtype, want_channels = encoding_type(encoding)
+        except ImageError as exc:
+            raise CvBridgeError(str(exc)) from None
+        if (_CV_DEPTH[dtype.name], want_channels) != (depth, channels):
+            raise CvBridgeError(f"encoding specified as {encoding}, but image has incompatible type {cv_type} "
+                                f"({encoding} needs {_CV_DEPTH[dtype.name]}C{want_channels})")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    order = arr.dtype.byteorder
+    msg.is_bigendian = int(order == ">" or (order == "=" and sys.byteorder == "big"))
+    msg.step = msg.width * channels * arr.dtype.itemsize
     msg.data = _bytes(arr)
     return msg

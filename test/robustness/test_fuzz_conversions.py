@@ -22,32 +22,70 @@ from stt_ros.runtime.preprocess import Preprocessor, postprocess
 from stt_testing.fuzz_util import examples
 
 ROOT = Path(__file__).resolve().parents[2]
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-UNSUPPORTED = ["16UC1", "32FC1", "bayer_rggb8", "yuv422", "8UC3", "RGB8", "", " rgb8", "rgb8\x00", "mono16"]
+#: every encoding image_to_rgb takes: (channels, bytes per channel), written out here apart from the module
+SPECS = {"rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1),
+         "rgb16": (3, 2), "bgr16": (3, 2), "rgba16": (4, 2), "bgra16": (4, 2), "mono16": (1, 2), "16UC1": (1, 2),
+         "yuv422": (2, 1), "uyvy": (2, 1), "yuv422_yuy2": (2, 1), "yuyv": (2, 1),
+         **{f"bayer_{p}{d}": (1, d // 8) for p in ("rggb", "bggr", "gbrg", "grbg") for d in (8, 16)}}
+#: the encodings a reference computes with OpenCV (4:2:2 chroma, demosaicing): the code cv_bridge's table names
+OPENCV = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+          "yuyv": cv2.COLOR_YUV2RGB_YUY2,
+          **{f"bayer_{p}{d}": code for p, code in (("rggb", cv2.COLOR_BayerBG2RGB), ("bggr", cv2.COLOR_BayerRG2RGB),
+                                                    ("gbrg", cv2.COLOR_BayerGR2RGB), ("grbg", cv2.COLOR_BayerGB2RGB))
+             for d in (8, 16)}}
+UNSUPPORTED = ["32FC1", "8UC3", "8UC1", "16SC1", "RGB8", "", " rgb8", "rgb8\x00", "nv12", "bayer_rggb", "yuv420",
+               "mono16 "]
 HUGE = [2**31 - 1, 2**31, 2**32 - 1, 8193 * 8193, 65536]
 
 
-def reference_rgb(encoding: str, h: int, w: int, step: int, data: bytes) -> np.ndarray:
-    """What image_to_rgb must return for a valid message, computed without OpenCV."""
-    c = CHANNELS[encoding]
-    px = np.frombuffer(data, np.uint8)[: step * h].reshape(h, step)[:, : w * c].reshape(h, w, c)
-    return {"rgb8": lambda: px, "bgr8": lambda: px[..., ::-1], "rgba8": lambda: px[..., :3],
-            "bgra8": lambda: px[..., 2::-1], "mono8": lambda: np.repeat(px, 3, axis=2)}[encoding]()
+def to8(v: np.ndarray) -> np.ndarray:
+    """16 -> 8 bits as cv_bridge (convertTo, scale 255/65535, round to nearest), in integers."""
+    return ((v.astype(np.int64) * 255 * 2 + 65535) // (2 * 65535)).astype(np.uint8)
+
+
+def reference_rgb(encoding: str, h: int, w: int, step: int, bigendian: int, data: bytes) -> np.ndarray:
+    """What image_to_rgb must return for a valid message: numpy only for the channel orders and
+    bit depths, OpenCV's own conversion for 4:2:2 YUV and Bayer mosaics."""
+    c, b = SPECS[encoding]
+    raw = np.frombuffer(data, np.uint8)[: step * h].reshape(h, step)[:, : w * c * b].copy()
+    px = raw.view(">u2" if bigendian else "<u2").astype(np.uint16) if b == 2 else raw
+    px = px.reshape(h, w, c)
+    if encoding in OPENCV:
+        out = cv2.cvtColor(px[..., 0] if c == 1 else px, OPENCV[encoding])
+        return to8(out) if b == 2 else out
+    name = encoding.rstrip("0123456789") if encoding != "16UC1" else "mono"
+    out = {"rgb": lambda: px, "bgr": lambda: px[..., ::-1], "rgba": lambda: px[..., :3],
+           "bgra": lambda: px[..., 2::-1], "mono": lambda: np.repeat(px, 3, axis=2)}[name]()
+    return to8(out) if b == 2 else out
+
+
+def is_valid(encoding: str, h: int, w: int, step: int, data: bytes) -> bool:
+    from stt_ros.ros.conversions import MAX_PIXELS
+
+    if encoding not in SPECS or h <= 0 or w <= 0 or h * w > MAX_PIXELS:
+        return False
+    c, b = SPECS[encoding]
+    return step >= w * c * b and len(data) >= step * h and not (encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
+                                                                  and w % 2)
 
 
 @st.composite
 def image_messages(draw: st.DrawFn) -> tuple:
     if draw(st.booleans()):  # half the time a well-formed message (odd sizes, padded rows, extra data)
-        encoding = draw(st.sampled_from(list(CHANNELS)))
+        encoding = draw(st.sampled_from(list(SPECS)))
+        c, b = SPECS[encoding]
         h, w = draw(st.integers(1, 24)), draw(st.integers(1, 24))
-        step = w * CHANNELS[encoding] + draw(st.sampled_from([0, 0, 1, 3, 8]))
+        if encoding in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv"):
+            w += w % 2
+        step = w * c * b + draw(st.sampled_from([0, 0, 1, 3, 8]))  # odd padding: unaligned 16-bit rows
         data = draw(st.binary(min_size=step * h, max_size=step * h + draw(st.sampled_from([0, 0, 5]))))
         return encoding, h, w, step, draw(st.integers(0, 255)), data
-    encoding = draw(st.one_of(st.sampled_from(list(CHANNELS)), st.sampled_from(UNSUPPORTED), st.text(max_size=8)))
+    encoding = draw(st.one_of(st.sampled_from(list(SPECS)), st.sampled_from(UNSUPPORTED), st.text(max_size=8)))
     h = draw(st.one_of(st.integers(0, 24), st.sampled_from(HUGE)))
     w = draw(st.one_of(st.integers(0, 24), st.sampled_from(HUGE)))
-    c = CHANNELS.get(encoding, 3)
-    step = draw(st.one_of(st.just(w * c), st.integers(0, 120), st.sampled_from([w * c - 1, w * c + 1, w * c + 7]),
+    c, b = SPECS.get(encoding, (3, 1))
+    row = w * c * b
+    step = draw(st.one_of(st.just(row), st.integers(0, 120), st.sampled_from([row - 1, row + 1, row + 7, w * c]),
                           st.sampled_from([2**32 - 1, 2**31])))
     step = min(max(step, 0), 2**32 - 1)
     need = step * h
@@ -67,27 +105,36 @@ def make_image(encoding: str, h: int, w: int, step: int, bigendian: int, data: b
     return msg
 
 
+def swapped(data: bytes) -> bytes:
+    """Every byte pair swapped (the other byte order), an odd last byte kept."""
+    even = len(data) // 2 * 2
+    return np.frombuffer(data[:even], np.uint8).reshape(-1, 2)[:, ::-1].tobytes() + data[even:]
+
+
 @pytest.mark.ros
 @settings(max_examples=examples(400))
 @given(image_messages())
 def test_image_message_converts_exactly_or_is_rejected(fields: tuple) -> None:
-    from stt_ros.ros.conversions import MAX_PIXELS, ImageError, image_to_rgb
+    from stt_ros.ros.conversions import ImageError, image_to_rgb
 
     encoding, h, w, step, bigendian, data = fields
     msg = make_image(*fields)
-    c = CHANNELS.get(encoding)
-    valid = (c is not None and h > 0 and w > 0 and h * w <= MAX_PIXELS and step >= w * c and len(data) >= step * h)
+    valid = is_valid(encoding, h, w, step, data)
     event("valid" if valid else "invalid")
     if not valid:
         with pytest.raises(ImageError) as exc:
             image_to_rgb(msg)
         assert str(exc.value)  # says why
         return
+    event(encoding)
     rgb = image_to_rgb(msg)
     assert rgb.dtype == np.uint8 and rgb.shape == (h, w, 3)
-    np.testing.assert_array_equal(rgb, reference_rgb(encoding, h, w, step, data))
-    # 8-bit encodings have no byte order: the flag changes nothing
-    np.testing.assert_array_equal(image_to_rgb(make_image(encoding, h, w, step, 1 - bigendian % 2, data)), rgb)
+    np.testing.assert_array_equal(rgb, reference_rgb(encoding, h, w, step, bigendian, data))
+    other = 1 - min(bigendian, 1)
+    if SPECS[encoding][1] == 1:  # 8-bit encodings have no byte order: the flag changes nothing
+        np.testing.assert_array_equal(image_to_rgb(make_image(encoding, h, w, step, other, data)), rgb)
+    elif step % 2 == 0:  # 16-bit: the same values written in the other byte order, flagged so, decode the same
+        np.testing.assert_array_equal(image_to_rgb(make_image(encoding, h, w, step, other, swapped(data))), rgb)
 
 
 @pytest.mark.ros
@@ -97,10 +144,16 @@ def test_image_message_extremes() -> None:
 
     cases = [("rgb8", 2**32 - 1, 2**32 - 1, 2**32 - 1, b"\0" * 16, "pixel limit"),  # corrupt header
              ("rgb8", 1, 8192 * 8192 + 1, 3, b"", "pixel limit"),
+             ("bayer_grbg16", 2**32 - 1, 2**32 - 1, 2**32 - 1, b"\0" * 16, "pixel limit"),
              ("mono8", 2, 3, 2, b"\0" * 6, "step 2 is smaller"),
+             ("mono16", 2, 3, 5, b"\0" * 12, r"step 5 is smaller than width\*channels\*bytes = 3\*1\*2 = 6"),
              ("bgra8", 4, 4, 16, b"\0" * 63, "data holds 63 bytes"),  # one byte short
+             ("rgba16", 2, 2, 16, b"\0" * 31, "data holds 31 bytes"),
              ("rgb8", 0, 5, 15, b"", "empty image"),
-             ("16UC1", 2, 2, 4, b"\0" * 8, "unsupported encoding")]
+             ("yuv422_yuy2", 2, 3, 6, b"\0" * 12, "width must be even, got 3"),
+             ("yuv422", 0, 3, 6, b"", "empty image"),
+             ("32FC1", 2, 2, 8, b"\0" * 16, "unsupported encoding '32FC1'; supported: rgb8, bgr8, .*yuv422_yuy2"),
+             ("8UC3", 2, 2, 6, b"\0" * 12, "unsupported encoding '8UC3'")]
     for encoding, h, w, step, data, message in cases:
         with pytest.raises(ImageError, match=message):
             image_to_rgb(make_image(encoding, h, w, step, 0, data))
@@ -108,6 +161,13 @@ def test_image_message_extremes() -> None:
     rgb = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
     padded = np.concatenate([rgb.reshape(5, 21), np.full((5, 3), 255, np.uint8)], 1)
     np.testing.assert_array_equal(image_to_rgb(make_image("rgb8", 5, 7, 24, 0, padded.tobytes())), rgb)
+    # 16-bit extremes: 0 and 65535 map to 0 and 255, 257 * k to k, the halfway points (257 * k + 128.5) split, in
+    # either byte order
+    grey = np.array([[0, 65535, 257 * 7, 128], [129, 385, 65406, 65407]], np.uint16)
+    want = np.repeat(np.array([[0, 255, 7, 0], [1, 1, 254, 255]], np.uint8)[..., None], 3, 2)
+    for order, flag in (("<u2", 0), (">u2", 1)):
+        msg = make_image("mono16", 2, 4, 8, flag, grey.astype(order).tobytes())
+        np.testing.assert_array_equal(image_to_rgb(msg), want)
 
 
 # ---------------------------------------------------------------------------- compressed images
