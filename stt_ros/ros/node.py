@@ -13,10 +13,19 @@ Design:
   (reset policy, segmentation, colour/overlay, temporal consistency, counters) that stt-bag-eval
   drives offline too, so a bag's report and the live node agree. One shared model (backend); one
   pipeline, with its own ring buffer, per camera.
-* Latest frame wins: subscription callbacks only park the newest message of each camera in a
-  one-slot mailbox (a frame still waiting there is dropped and counted); a worker thread takes
-  frames from the mailboxes round-robin and runs the model, so nothing queues without bound and
-  the executor stays free for callbacks, the reset service and diagnostics.
+* Latest frame wins: subscription callbacks only park the newest serialized message of each camera
+  in a one-slot mailbox (a frame still waiting there is dropped and counted; its stamp still counts
+  for the reset rule, so the node's own drops never look like a gap in the camera). Each camera has
+  a decoder thread that deserializes, decodes and resizes its frame to the network input (bad CDR,
+  an unsupported encoding or an image above ``max_input_pixels`` is rejected there, counted and
+  reported in /diagnostics), one frame ahead of the model; one inference thread takes prepared
+  frames round-robin and runs the shared model; each camera's output thread brings the mask back
+  to the camera size and publishes it first, then the colour mask and overlay (when subscribed),
+  the temporal consistency and its report. So a camera sending huge frames costs its own threads'
+  time, not the model's, nothing queues without bound, and the executor stays free for callbacks,
+  the reset service and diagnostics (which run on a steady timer, so they go on without /clock).
+* Python ``logging`` of the library (``stt_ros.*``: backends, engine builds) is forwarded to the
+  node's ROS logger, so it reaches the console, the ROS log and /rosout.
 * A plain node, not a lifecycle node: the model is loaded once at start-up and a failure ends
   the process with one message, which a launch file's respawn or a supervisor handles; a
   lifecycle node would need a manager to drive its transitions, which neither the pip
@@ -26,7 +35,9 @@ Design:
 from __future__ import annotations
 
 import collections
+import logging
 import os
+import struct
 import sys
 import threading
 import time
@@ -37,16 +48,19 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from stt_ros.config import ConfigError
 from stt_ros.msg import TemporalConsistency
-from stt_ros.ros.conversions import ImageError, compressed_to_rgb, image_to_rgb, numpy_to_image
+from stt_ros.ros.conversions import ImageError, compressed_size, compressed_to_rgb, image_to_rgb, numpy_to_image
 from stt_ros.ros.params import declare_parameters, params_file_warnings, read_settings, settings_with
 from stt_ros.ros.settings import NodeSettings
 from stt_ros.runtime import StreamingSegmenter, create_backend
@@ -54,9 +68,45 @@ from stt_ros.runtime.camera import WINDOW, CameraPipeline, PipelineSettings
 from stt_ros.viz import make_palette, palette
 from stt_ros.weights import WeightsError
 
+ERROR_SHOWN_S = 60.0  # /diagnostics shows a camera's last error (with its age) for this long
+NO_DATA_HINT = ("large images over UDP are lost at best_effort without the sender's large-image profile "
+                "(config/fastdds_large_images.xml, shared memory) or bigger socket buffers "
+                "(sysctl net.core.rmem_max); or set input_reliability: reliable if the sender publishes reliable")
+
 
 def stamp_seconds(header) -> float:  # noqa: ANN001
     return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def cdr_stamp(raw: bytes) -> float | None:
+    """Header stamp (s) of a serialized sensor_msgs/Image or CompressedImage: the first field after the
+    4-byte CDR encapsulation is the header's builtin_interfaces/Time (int32 sec, uint32 nanosec)."""
+    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
+        return None
+    sec, nsec = struct.unpack("<iI" if raw[1] == 1 else ">iI", raw[4:12])
+    return sec + nsec * 1e-9
+
+
+class RosLogHandler(logging.Handler):
+    """Forwards Python ``logging`` records to a ROS logger (console, ROS log file, /rosout)."""
+
+    def __init__(self, ros_logger) -> None:  # noqa: ANN001
+        super().__init__()
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            elif record.levelno >= logging.INFO:
+                self.ros_logger.info(text)
+            else:
+                self.ros_logger.debug(text)
+        except Exception:  # noqa: BLE001 (logging must never raise into the caller)
+            self.handleError(record)
 
 
 @dataclass
@@ -67,13 +117,24 @@ class CameraStream:
     topic: str
     pipeline: CameraPipeline
     pubs: dict
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `pending` and the input counters
+    compressed: bool = False
+    msg_type: type = Image
+    subscription: object = None
+    cond: threading.Condition = field(default_factory=threading.Condition)  # guards the mailboxes, counters
     busy: threading.Lock = field(default_factory=threading.Lock)  # held while the pipeline runs
-    pending: tuple | None = None  # (msg, receive time, compressed) waiting to be processed
+    pending: tuple | None = None  # (serialized message, receive time) waiting for the decoder
+    ready: tuple | None = None  # (rgb, prepared, header, receive time) decoded, waiting for the model
+    outbox: tuple | None = None  # (frame, header) segmented, waiting for the output thread
+    dropped_stamps: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))
+    decoder: threading.Thread | None = None
+    output: threading.Thread | None = None
     received: int = 0
     last_error: str = ""
+    last_error_time: float = 0.0
     last_error_log: float = 0.0
     last_receive: float | None = None
+    matched_since: float | None = None  # when a publisher was first seen matched while nothing arrived
+    qos_problem: str = ""
     end_to_end_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
     window_received: int = 0  # since the last diagnostics period
     window_dropped: int = 0
@@ -89,6 +150,9 @@ class STTNode(Node):
 
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 (rclpy Node options)
         super().__init__("stt_node", **kwargs)
+        self._log_handler = RosLogHandler(self.get_logger())  # first: model loading logs too
+        logging.getLogger("stt_ros").addHandler(self._log_handler)
+        logging.getLogger("stt_ros").setLevel(logging.INFO)
         declare_parameters(self)
         params_file_warnings(self)  # a --params-file whose keys do not match this node's name
         self.settings, self.config = read_settings(self)  # ConfigError on invalid values
@@ -118,24 +182,35 @@ class STTNode(Node):
                         "overlay": self.create_publisher(Image, f"{name}/overlay", out_qos),
                         "tc": self.create_publisher(TemporalConsistency, f"{name}/temporal_consistency", out_qos)}
                 pipeline = CameraPipeline(StreamingSegmenter(self.backend, output_size), pipeline_settings(s), lut)
-                stream = CameraStream(name, topic, pipeline, pubs)
-                if s.transport(i) == "compressed":
-                    self.create_subscription(CompressedImage, f"{topic}/compressed",
-                                             lambda m, st=stream: self._on_image(st, m, compressed=True), in_qos)
-                else:
-                    self.create_subscription(Image, topic, lambda m, st=stream: self._on_image(st, m), in_qos)
+                compressed = s.transport(i) == "compressed"
+                stream = CameraStream(name, topic, pipeline, pubs, compressed,
+                                      CompressedImage if compressed else Image)
+                events = SubscriptionEventCallbacks(incompatible_qos=lambda e, st=stream: self._on_bad_qos(st, e))
+                # raw: the callback only parks the bytes; the camera's decoder thread deserializes them
+                stream.subscription = self.create_subscription(
+                    stream.msg_type, f"{topic}/compressed" if compressed else topic,
+                    lambda m, st=stream: self._on_image(st, m), in_qos, raw=True, event_callbacks=events)
             except NameValidationException as exc:  # rclpy's message spans lines (with a caret): keep the first
                 raise ConfigError(f"camera {name!r} with topic {topic!r}: {str(exc).splitlines()[0].rstrip(':')}; "
                                   f"see camera_names and camera_topics") from None
             self.streams.append(stream)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics)
+        # a steady clock: with use_sim_time and no /clock a ROS-time timer would never fire
+        self.create_timer(s.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_service(Trigger, "~/reset", self._on_reset)
 
         self._wake = threading.Event()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="stt_inference", daemon=True)
         self._worker.start()
+        for stream in self.streams:
+            stream.decoder = threading.Thread(target=self._decode_loop, args=(stream,),
+                                              name=f"stt_decode_{stream.name}", daemon=True)
+            stream.output = threading.Thread(target=self._output_loop, args=(stream,),
+                                             name=f"stt_output_{stream.name}", daemon=True)
+            stream.decoder.start()
+            stream.output.start()
         cams = ", ".join(f"{st.name} <- {st.topic}" for st in self.streams)
         self.get_logger().info(f"{self.config.model} ({self.config.backend}, {self.config.device}) at "
                                f"{self.config.input_height}x{self.config.input_width}, T={self.config.key_frames}, "
@@ -160,17 +235,62 @@ class STTNode(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ input
-    def _on_image(self, stream: CameraStream, msg, compressed: bool = False) -> None:  # noqa: ANN001
+    def _on_image(self, stream: CameraStream, raw: bytes) -> None:
         now = time.monotonic()
-        with stream.lock:
+        with stream.cond:
             stream.received += 1
             stream.window_received += 1
             stream.last_receive = now
-            if stream.pending is not None:
+            if stream.pending is not None:  # latest frame wins; its stamp still tells the reset rule
                 stream.pipeline.count_dropped()
                 stream.window_dropped += 1
-            stream.pending = (msg, now, compressed)
-        self._wake.set()
+                stamp = cdr_stamp(stream.pending[0])
+                if stamp is not None:
+                    stream.dropped_stamps.append(stamp)
+            stream.pending = (raw, now)
+            stream.cond.notify_all()
+
+    def _on_bad_qos(self, stream: CameraStream, event) -> None:  # noqa: ANN001
+        policy = getattr(getattr(event, "last_policy_kind", None), "name", "a policy")
+        stream.qos_problem = (f"a publisher's QoS is incompatible ({policy}): input_reliability is "
+                              f"{self.settings.input_reliability}; a best_effort sender needs best_effort")
+
+    def _decode_loop(self, stream: CameraStream) -> None:
+        """The camera's decoder: one frame ahead of the model (it waits while a decoded frame is unused)."""
+        while self._running:
+            with stream.cond:
+                stream.cond.wait_for(lambda: not self._running or (stream.pending is not None
+                                                                    and stream.ready is None), timeout=0.5)
+                if not self._running or stream.pending is None or stream.ready is not None:
+                    continue
+                (raw, received), stream.pending = stream.pending, None
+            try:
+                rgb, header = self._decode(stream, raw)
+                prepared = stream.pipeline.prepare(rgb)
+            except ImageError as exc:
+                self._reject(stream, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 (one bad frame must not stop the camera)
+                self._reject(stream, f"decoding failed: {type(exc).__name__}: {exc}")
+                continue
+            with stream.cond:
+                stream.ready = (rgb, prepared, header, received)
+            self._wake.set()
+
+    def _decode(self, stream: CameraStream, raw: bytes) -> tuple[np.ndarray, object]:
+        try:
+            msg = deserialize_message(raw, stream.msg_type)
+        except Exception as exc:  # noqa: BLE001 (rclpy raises plain exceptions for malformed CDR)
+            raise ImageError(f"malformed message ({len(raw)} bytes of CDR that do not deserialize as "
+                             f"{stream.msg_type.__name__}: {exc})") from None
+        limit = self.settings.max_input_pixels
+        if stream.compressed:  # from the file's header (empty data: the decoder says so below)
+            _, w, h = compressed_size(msg.data) if len(msg.data) else ("", 0, 0)
+        else:
+            w, h = int(msg.width), int(msg.height)
+        if w * h > limit:
+            raise ImageError(f"image {w}x{h} ({w * h} pixels) exceeds the pixel limit max_input_pixels={limit}")
+        return (compressed_to_rgb(msg) if stream.compressed else image_to_rgb(msg)), msg.header
 
     def _work(self) -> None:
         while self._running:
@@ -180,21 +300,47 @@ class STTNode(Node):
             while progressed and self._running:
                 progressed = False
                 for stream in self.streams:
-                    with stream.lock:
-                        item, stream.pending = stream.pending, None
+                    with stream.cond:
+                        if stream.outbox is not None:  # its previous frame is still being published
+                            continue
+                        item, stream.ready = stream.ready, None
+                        if item is not None:
+                            stream.cond.notify_all()  # the decoder may start on the next frame
                     if item is not None:
                         progressed = True
                         with stream.busy:
                             try:
-                                self._process(stream, *item)
+                                frame = self._segment(stream, *item)
                             except Exception as exc:  # noqa: BLE001 (one bad frame must not stop the node)
                                 self._reject(stream, f"processing failed: {type(exc).__name__}: {exc}")
+                                continue
+                        with stream.cond:
+                            stream.outbox = (frame, item[2])
+                            stream.cond.notify_all()
 
-    def _reject(self, stream: CameraStream, reason: str) -> None:
-        stream.pipeline.reject()
-        with stream.lock:
-            stream.last_error = reason
+    def _output_loop(self, stream: CameraStream) -> None:
+        """The camera's outputs, one frame at a time and in order, beside the model's next frames."""
+        while self._running:
+            with stream.cond:
+                stream.cond.wait_for(lambda: not self._running or stream.outbox is not None, timeout=0.5)
+                if stream.outbox is None:
+                    continue
+                frame, header = stream.outbox
+            try:
+                with stream.busy:
+                    self._publish(stream, frame, header)
+            except Exception as exc:  # noqa: BLE001 (the frame was counted as processed: report, don't count)
+                self._reject(stream, f"publishing failed: {type(exc).__name__}: {exc}", count=False)
+            with stream.cond:
+                stream.outbox = None
+            self._wake.set()
+
+    def _reject(self, stream: CameraStream, reason: str, count: bool = True) -> None:
         now = time.monotonic()
+        with stream.cond:
+            if count:
+                stream.pipeline.reject()
+            stream.last_error, stream.last_error_time = reason, now
         if now - stream.last_error_log > 5.0:  # one line per camera every 5 s at most
             stream.last_error_log = now
             self.get_logger().warning(f"{stream.name} ({stream.topic}): frame rejected: {reason} "
@@ -205,18 +351,27 @@ class STTNode(Node):
                                f"{stream.pipeline.counters.resets} resets so far")
 
     # ------------------------------------------------------------------ processing
-    def _process(self, stream: CameraStream, msg, received: float, compressed: bool) -> None:  # noqa: ANN001
-        try:
-            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
-        except ImageError as exc:
-            self._reject(stream, str(exc))
-            return
-        pipe, header, pubs = stream.pipeline, msg.header, stream.pubs
+    def _segment(self, stream: CameraStream, rgb: np.ndarray, prepared, header, received: float):  # noqa: ANN001, ANN202
+        """The inference thread's part: the reset rule and the model (the mask stays at network size)."""
+        pipe = stream.pipeline
         stamp = stamp_seconds(header)
-        frame = pipe.segment(rgb, stamp)
+        with stream.cond:  # frames the node dropped before this one: the camera had no gap there
+            older = [t for t in stream.dropped_stamps if t < stamp]
+            if older:
+                stream.dropped_stamps = collections.deque((t for t in stream.dropped_stamps if t >= stamp),
+                                                          maxlen=stream.dropped_stamps.maxlen)
+        if older:
+            pipe.policy.observe(max(older))
+        frame = pipe.segment(rgb, stamp, prepared, upsample=False)
         if frame.reset:
             self._log_reset(stream, frame.reset)
-        pubs["mask"].publish(numpy_to_image(frame.mask, "mono8", header))  # first: nothing below delays it
+        return frame
+
+    def _publish(self, stream: CameraStream, frame, header) -> None:  # noqa: ANN001
+        """The output thread's part: the mask first, then colour/overlay on demand, TC and its report."""
+        pipe, pubs = stream.pipeline, stream.pubs
+        stamp = frame.stamp
+        pubs["mask"].publish(numpy_to_image(pipe.finish_mask(frame), "mono8", header))
         if pubs["color_mask"].get_subscription_count() > 0:
             pubs["color_mask"].publish(numpy_to_image(pipe.colorize(frame), "rgb8", header))
         if pubs["overlay"].get_subscription_count() > 0:
@@ -246,6 +401,8 @@ class STTNode(Node):
             with stream.busy:
                 stream.pipeline.reset()
                 stream.pipeline.forget()  # a fresh start: the next frame is compared with nothing
+                with stream.cond:
+                    stream.dropped_stamps.clear()
                 self._log_reset(stream, "~/reset service")
         response.success = True
         response.message = f"reset the ring buffers of {len(self.streams)} camera(s)"
@@ -253,11 +410,11 @@ class STTNode(Node):
 
     def _status(self, stream: CameraStream, now: float) -> DiagnosticStatus:
         s = self.settings
-        with stream.lock:
+        with stream.cond:
             received, dropped = stream.window_received, stream.window_dropped
             stream.window_received = stream.window_dropped = 0
             total_received = stream.received
-            last_receive, last_error = stream.last_receive, stream.last_error
+            last_receive, last_error, error_time = stream.last_receive, stream.last_error, stream.last_error_time
         pipe = stream.pipeline
         c = pipe.counters
         period = s.diagnostics_period_s
@@ -273,8 +430,25 @@ class STTNode(Node):
             problems.append(text)
 
         if last_receive is None or now - last_receive > s.input_timeout_s:
-            worse(DiagnosticStatus.WARN, "no images" if last_receive is None else
-                  f"no image for {now - last_receive:.1f} s")
+            publishers = stream.subscription.get_publisher_count()
+            if publishers and stream.matched_since is None:
+                stream.matched_since = now
+            elif not publishers:
+                stream.matched_since = None
+            quiet = now - (last_receive if last_receive is not None else stream.matched_since or now)
+            if publishers and stream.matched_since is not None and now - stream.matched_since >= s.input_timeout_s:
+                worse(DiagnosticStatus.WARN, f"{publishers} publisher(s) matched on "
+                      f"{stream.subscription.topic_name} but no image arrived for {quiet:.1f} s: {NO_DATA_HINT}")
+            else:
+                worse(DiagnosticStatus.WARN, "no images" if last_receive is None else
+                      f"no image for {now - last_receive:.1f} s")
+        else:
+            stream.matched_since = None
+        if stream.qos_problem:
+            worse(DiagnosticStatus.WARN, stream.qos_problem)
+        if self._sim_time_without_clock():
+            worse(DiagnosticStatus.WARN, "use_sim_time is true but no /clock message has arrived (ROS time is 0): "
+                  "end-to-end latency is meaningless until a clock is published (ros2 bag play --clock)")
         if lat > s.latency_error_ms:
             worse(DiagnosticStatus.ERROR, f"inference {lat:.0f} ms > {s.latency_error_ms:.0f}")
         elif lat > s.latency_warn_ms:
@@ -293,9 +467,14 @@ class STTNode(Node):
                   "frames_processed": str(c.processed),
                   "frames_dropped": str(c.dropped), "frames_rejected": str(c.rejected), "buffer_resets": str(c.resets),
                   "ring_buffer_fill": f"{pipe.fill}/{pipe.capacity}",
-                  "last_error": last_error}
+                  "last_error": last_error if last_error and now - error_time <= ERROR_SHOWN_S else "",
+                  "last_error_age_s": f"{now - error_time:.1f}" if last_error and now - error_time <= ERROR_SHOWN_S
+                  else ""}
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         return status
+
+    def _sim_time_without_clock(self) -> bool:
+        return bool(self.get_parameter("use_sim_time").value) and self.get_clock().now().nanoseconds == 0
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
@@ -307,7 +486,15 @@ class STTNode(Node):
     def shutdown(self) -> None:
         self._running = False
         self._wake.set()
+        for stream in self.streams:
+            with stream.cond:
+                stream.cond.notify_all()
         self._worker.join(timeout=10)
+        for stream in self.streams:
+            for thread in (stream.decoder, stream.output):
+                if thread is not None:
+                    thread.join(timeout=5)
+        logging.getLogger("stt_ros").removeHandler(self._log_handler)
 
 
 SHM_SEGMENT_BYTES = 64 * 1024 * 1024

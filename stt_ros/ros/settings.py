@@ -13,6 +13,7 @@ from typing import Any
 
 from stt_ros.config import ConfigError, STTConfig, fits_annotation, short_repr
 from stt_ros.metrics import DIS_PRESETS, TC_FLOW_PRESET, TC_FLOW_SCALE
+from stt_ros.runtime.images import MAX_PIXELS
 from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S
 
 TRANSPORTS = ("raw", "compressed")
@@ -46,6 +47,9 @@ class NodeSettings:
                           "frame anyway)", lo=1, hi=100)
     output_reliability: str = _f("reliable", "QoS reliability of the published outputs (reliable also serves "
                                  "best_effort subscribers)", choices=RELIABILITY)
+    max_input_pixels: int = _f(4096 * 4096, "refuse camera images with more pixels than this (width x height), "
+                               "checked from the header before decoding, so one camera's huge frames cannot stall "
+                               "it; 16.8 MP by default (4K is 8.3 MP)", dynamic=True, lo=1, hi=MAX_PIXELS)
     mask_resolution: str = _f("camera", "mask size: camera (input image size) or network (network input size)",
                               choices=MASK_RESOLUTIONS)
     overlay_alpha: float = _f(0.5, "weight of the colour mask in the overlay (0..1)", dynamic=True, lo=0.0, hi=1.0)
@@ -115,10 +119,12 @@ class NodeSettings:
             raise ConfigError("latency_error_ms must be >= latency_warn_ms")
         if self.tc_error > self.tc_warn:
             raise ConfigError("tc_error must be <= tc_warn")
-        if self.palette == "custom":
-            c = self.palette_colors
-            if not c or len(c) % 3 or len(c) > 768 or any(not 0 <= v <= 255 for v in c):
-                raise ConfigError("palette: custom needs palette_colors as R,G,B triples (0..255), at most 256")
+        c = self.palette_colors
+        if (c or self.palette == "custom") and (not c or len(c) % 3 or len(c) > 768 or any(not 0 <= v <= 255
+                                                                                          for v in c)):
+            raise ConfigError(f"palette_colors={short_repr(c)}: give R,G,B triples (0..255), at most 256 colours"
+                              + (" (palette: custom needs them)" if self.palette == "custom" else
+                                 f" (used with palette: custom; palette is {self.palette})"))
 
     def transport(self, index: int) -> str:
         return self.camera_transports[0] if len(self.camera_transports) == 1 else self.camera_transports[index]

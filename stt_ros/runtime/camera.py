@@ -19,7 +19,9 @@ Per frame, in this order:
    pair spans a ring-buffer reset.
 5. **Counters and latencies** (processed, dropped, rejected, resets; recent inference times and TC).
 
-:meth:`CameraPipeline.process` runs 2-4 in one call.
+:meth:`CameraPipeline.process` runs 1-4 in one call. Apart, they let a caller spread one camera's
+work over threads (stt_node: resizing on the camera's decoder thread, the model on the one
+inference thread, the camera-size mask, outputs and TC on the camera's output thread).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from stt_ros.runtime.stream_policy import DEFAULT_MAX_GAP_S, StreamPolicy
 from stt_ros.viz import colorize, overlay, palette
 
 if TYPE_CHECKING:  # the segmenter's module imports the backends (torch); the pipeline only calls it
-    from stt_ros.runtime.segmenter import SegResult, StreamingSegmenter
+    from stt_ros.runtime.segmenter import Prepared, SegResult, StreamingSegmenter
 
 WINDOW = 50  # recent samples kept for means (diagnostics)
 
@@ -73,7 +75,8 @@ class Frame:
     tc: Agreement | None = None  # vs the previous frame; None on the first frame after a reset
 
     @property
-    def mask(self) -> np.ndarray:
+    def mask(self) -> np.ndarray | None:
+        """Class ids at the output size (None until :meth:`CameraPipeline.finish_mask` when deferred)."""
         return self.result.mask
 
 
@@ -133,26 +136,44 @@ class CameraPipeline:
         self.counters.rejected += 1
 
     # ------------------------------------------------------------------ per frame
-    def segment(self, rgb: np.ndarray, stamp: float) -> Frame:
-        """Steps 1-2: reset if the stream policy says so, then segment ``rgb`` (RGB uint8)."""
+    def prepare(self, rgb: np.ndarray) -> Prepared:
+        """The frame resized to the network input; touches no state, so a camera's own thread may run it
+        while the model serves another camera."""
+        return self.segmenter.prepare(rgb)
+
+    def segment(self, rgb: np.ndarray, stamp: float, prepared: Prepared | None = None,
+                upsample: bool = True) -> Frame:
+        """Steps 1-2: reset if the stream policy says so, then segment ``rgb`` (RGB uint8; ``prepared``:
+        its :meth:`prepare`, if done already). ``upsample=False`` leaves the camera-size mask to
+        :meth:`finish_mask`."""
         reason = self.policy.check(stamp, rgb.shape[:2]) or ""
         if reason:
             self.reset()
         fill = self.segmenter.fill
-        result = self.segmenter.process(rgb)
+        result = self.segmenter.infer(prepared if prepared is not None else self.segmenter.prepare(rgb),
+                                      upsample=False)
         self.counters.processed += 1
-        self.inference_ms.append(result.timings["total_ms"])
-        return Frame(stamp, rgb, result, reason, fill)
+        frame = Frame(stamp, rgb, result, reason, fill)
+        if upsample:
+            self.finish_mask(frame)
+        return frame
+
+    def finish_mask(self, frame: Frame) -> np.ndarray:
+        """The mask at the output size (the deferred step 2 of :meth:`segment`)."""
+        if frame.result.mask is None:
+            self.segmenter.upsample(frame.result)
+            self.inference_ms.append(frame.result.timings["total_ms"])
+        return frame.result.mask
 
     def colorize(self, frame: Frame) -> np.ndarray:
         if frame.color is None:
-            frame.color = colorize(frame.mask, self.lut)
+            frame.color = colorize(self.finish_mask(frame), self.lut)
         return frame.color
 
     def overlay(self, frame: Frame) -> np.ndarray:
         """The colour mask over the camera image (or over the network input at mask_resolution network)."""
         if frame.overlay is None:
-            base = frame.rgb if frame.mask.shape == frame.rgb.shape[:2] else frame.result.net_image
+            base = frame.rgb if self.finish_mask(frame).shape == frame.rgb.shape[:2] else frame.result.net_image
             frame.overlay = overlay(base, self.colorize(frame), self.settings.overlay_alpha)
         return frame.overlay
 

@@ -11,9 +11,19 @@ from stt_ros.runtime.backend import Backend
 from stt_ros.runtime.preprocess import Geometry, Preprocessor, postprocess
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A frame resized to the network input (:meth:`StreamingSegmenter.prepare`)."""
+
+    net_in: np.ndarray  # RGB uint8 (net_h, net_w, 3)
+    geometry: Geometry
+    preprocess_ms: float
+
+
 @dataclass
 class SegResult:
-    mask: np.ndarray  # uint8 class ids at the input size (or network size, see output_size)
+    mask: np.ndarray | None  # uint8 class ids at the input size (or network size, see output_size); None
+    # until :meth:`StreamingSegmenter.upsample` when the upsampling was deferred
     class_map_net: np.ndarray  # uint8 class ids at the network size
     buffer_fill: int  # past frames the temporal transformer used for this frame
     geometry: Geometry
@@ -30,6 +40,10 @@ class StreamingSegmenter:
     neighbour. While the buffer fills, the frame attends to the frames it has (the first frame
     after start or :meth:`reset` is a plain per-frame prediction); once T frames are buffered the
     oldest is overwritten. Segmenters sharing a backend never see each other's frames.
+
+    :meth:`process` runs the three steps; :meth:`prepare`, :meth:`infer` and :meth:`upsample` run
+    them apart, so a caller can resize on one thread, run the shared model on another and bring the
+    mask back to the camera size on a third (stt_node does).
     """
 
     def __init__(self, backend: Backend, output_size: str = "input") -> None:
@@ -55,16 +69,36 @@ class StreamingSegmenter:
         """Forget all past frames (the next frame is predicted on its own)."""
         self.state.reset()
 
-    def process(self, image: np.ndarray, return_logits: bool = False) -> SegResult:
-        """Segment one RGB uint8 (H, W, 3) frame, the next in this stream."""
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """Step 1: an RGB uint8 (H, W, 3) frame resized to the network input. No state is touched."""
         t0 = time.perf_counter()
         net_in, geometry = self.preprocess(image)
+        return Prepared(net_in, geometry, (time.perf_counter() - t0) * 1e3)
+
+    def infer(self, prepared: Prepared, return_logits: bool = False, upsample: bool = True) -> SegResult:
+        """Step 2: the model on the prepared frame, the next in this stream (then step 3 unless
+        ``upsample`` is False: ``mask`` stays None until :meth:`upsample`)."""
         t1 = time.perf_counter()
         fill = self.state.fill
-        out = self.backend.infer(net_in, self.state, return_logits)
-        t2 = time.perf_counter()
-        mask = postprocess(out.class_map, geometry) if self.output_size == "input" else out.class_map
-        t3 = time.perf_counter()
-        timings = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3,
-                   "postprocess_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3, **out.timings}
-        return SegResult(mask, out.class_map, fill, geometry, net_in, out.logits, timings)
+        out = self.backend.infer(prepared.net_in, self.state, return_logits)
+        infer_ms = (time.perf_counter() - t1) * 1e3
+        timings = {"preprocess_ms": prepared.preprocess_ms, "inference_ms": infer_ms, **out.timings}
+        result = SegResult(None, out.class_map, fill, prepared.geometry, prepared.net_in, out.logits, timings)
+        if upsample:
+            self.upsample(result)
+        return result
+
+    def upsample(self, result: SegResult) -> np.ndarray:
+        """Step 3: the class map at the input size (or the network size); fills ``mask`` and the timings."""
+        if result.mask is None:
+            t2 = time.perf_counter()
+            result.mask = postprocess(result.class_map_net, result.geometry) if self.output_size == "input" \
+                else result.class_map_net
+            t = result.timings
+            t["postprocess_ms"] = (time.perf_counter() - t2) * 1e3
+            t["total_ms"] = t["preprocess_ms"] + t["inference_ms"] + t["postprocess_ms"]
+        return result.mask
+
+    def process(self, image: np.ndarray, return_logits: bool = False) -> SegResult:
+        """Segment one RGB uint8 (H, W, 3) frame, the next in this stream."""
+        return self.infer(self.prepare(image), return_logits)

@@ -3,6 +3,8 @@
 Past frames only help when they show the same scene moments before. The buffer is reset when the
 image size changes (the features no longer line up), when the header stamp goes backwards (a bag
 restarted, a clock jumped) or when it jumps forward by more than ``max_gap_s`` (frames were lost).
+Frames the node or the evaluation dropped itself (latest frame wins) are not a gap in the camera:
+:meth:`StreamPolicy.observe` records them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class StreamPolicy:
                 reason = f"gap of {stamp - self.last_stamp:.3f} s > max_frame_gap_s"
         self.last_stamp, self.last_size = stamp, size
         return reason
+
+    def observe(self, stamp: float) -> None:
+        """A frame of the stream that was not processed (the caller dropped it): the stream had no gap
+        up to ``stamp``, so the next gap is measured from there. Never resets anything."""
+        if self.last_stamp is not None and stamp > self.last_stamp:
+            self.last_stamp = stamp
 
     def forget(self) -> None:
         self.last_stamp = self.last_size = None
