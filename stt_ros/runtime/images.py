@@ -134,6 +134,8 @@ def _pixels(msg, encoding: str, dtype: np.dtype, channels: int) -> np.ndarray:  
         rows = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))
         if dtype.newbyteorder(order) != dtype.newbyteorder("=") or not rows.flags.aligned:
             rows = rows.astype(dtype.newbyteorder("="))  # swapped, or aligned for OpenCV
+    elif dtype != np.uint8:
+        rows = rows.view(dtype)  # 8SC*
     return rows.reshape(h, w, channels) if channels > 1 else rows
 
 
