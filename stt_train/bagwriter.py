@@ -74,16 +74,15 @@ class SegBagWriter:
 
 
 def read_bag_frames(path: str | os.PathLike[str]) -> list[tuple[int, str, np.ndarray]]:
-    """(timestamp ns, topic, array) of every Image message of a bag (for tests and inspection)."""
-    from rosbags.rosbag2 import Reader
-    from rosbags.typesys import Stores, get_typestore
+    """(log time ns, topic, array) of every Image message of a bag (for tests and inspection): RGB for
+    colour images, (H, W) for mono8, read and decoded as bag evaluation reads them."""
+    from stt_ros.bag.source import BagSource, typestore
+    from stt_ros.runtime.images import image_to_rgb, mono8_to_array
 
-    ts = get_typestore(Stores.ROS2_KILTED)
+    ts = typestore()
     out = []
-    with Reader(path) as reader:
-        for conn, stamp, raw in reader.messages():
-            msg = ts.deserialize_cdr(raw, conn.msgtype)
-            ch = {"rgb8": 3, "mono8": 1}[msg.encoding]
-            arr = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, ch)
-            out.append((stamp, conn.topic, arr[..., 0] if ch == 1 else arr))
+    with BagSource(path) as src:
+        for m in src.messages():
+            msg = ts.deserialize_cdr(m.raw, m.msgtype)
+            out.append((m.log_time, m.topic, mono8_to_array(msg) if msg.encoding == "mono8" else image_to_rgb(msg)))
     return out
