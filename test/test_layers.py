@@ -229,3 +229,15 @@ def test_loads_without_torch(code: str) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False", f"{code!r} imports torch"
+
+
+def test_the_node_starts_without_the_training_extra() -> None:
+    """cityscapesscripts is a [train] dependency; the node's palette and class names are inline."""
+    code = ("import sys\nsys.modules['cityscapesscripts'] = None  # as if not installed: importing it fails\n"
+            "import stt_ros.ros.node\nfrom stt_ros.viz import class_names, palette\n"
+            "assert palette('cityscapes')[0].tolist() == [128, 64, 128] and class_names(19)[18] == 'bicycle'\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    if "No module named 'rclpy'" in out.stderr:
+        pytest.skip("rclpy is not installed (the node's layer needs it)")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
