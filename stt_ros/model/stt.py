@@ -38,14 +38,24 @@ Frame validity: ``forward(..., valid=...)`` masks whole frames out of the attent
 get -inf); a query left with no valid key keeps its feature. Masking the farthest frames is the
 same as passing fewer of them, which is how a static-shape graph handles a filling buffer.
 
+Computation (``method="tiles"``, the default): the map is cut into square query tiles of side
+``tile`` (:data:`ATTN_TILE`); a tile attends, in frame k, to the union of its queries' windows
+(its box grown by l_k: ``(tile + 2 l_k)^2`` keys), as one batched matmul over the tiles, with a
+per-(query, key) mask "key inside this query's own window and inside the map". The attention is
+the same per query as with one gathered window per query; the key blocks come from one gather of
+a small static table (:func:`tile_tables`), so the work is a few large matmuls and one softmax
+instead of a gathered copy of every query's keys. Every tile is computed (TR = 0.5 selects
+positions in nearly every tile), and the result is merged at the selected positions only.
+``method="gather"`` keeps the previous formulation (one gathered window per selected query), the
+reference the tests and benchmarks compare against.
+
 Export formulation (:meth:`SparseTemporalTransformer.forward_frames`): the same computation with
 static shapes and no data-dependent Python control flow, for ONNX/TensorRT. It takes the T
-buffered frames as separate tensors (nearest first) plus a per-frame validity vector, computes
-every key position arithmetically from the selected query positions (no index tables baked into
-the graph), gathers each frame's window with one Gather per frame and query chunk, and writes the
-refined rows back with a scatter without reduction (the selected positions are distinct). Per
-tile top-k uses sorted output and the final raster-order sort is skipped (queries are
-independent, so their order does not change any value).
+buffered frames as separate tensors (nearest first) plus a per-frame validity vector,
+concatenates them once, gathers each chunk of tiles' key blocks with one Gather of a static
+table, and writes the refined rows back with a scatter without reduction (the selected positions
+are distinct). Per tile top-k uses sorted output and the final raster-order sort is skipped
+(queries are independent, so their order does not change any value).
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +71,8 @@ from torch import Tensor, nn
 
 #: TensorRT's TopK limit (K <= 3840).
 TOPK_LIMIT = 3840
+#: Queries per chunk of the tiled attention (bounds the gathered key blocks and logits held at once).
+TILE_CHUNK_QUERIES = 128
 
 
 def key_half_widths(key_frames: int, start: int, end: int, step: int) -> list[int]:
@@ -113,6 +126,71 @@ def key_index_table(height: int, width: int, half_widths: tuple[int, ...]) -> tu
     """
     pos, inside, frame = window_keys(height, width, half_widths, torch.arange(height * width))
     return pos.to(torch.int32), inside, frame
+
+
+#: Side of the attention's square query tiles (positions of the 1/8 map), chosen by measurement
+#: (bench/bench_sparse_vs_dense.py --method): smaller tiles waste fewer query-key pairs, larger ones
+#: give the matrix units bigger products; 4 was fastest on torch fp32 and onnxruntime at 64x128.
+ATTN_TILE = 4
+
+
+class TileTables(NamedTuple):
+    """Static tables of the tiled attention for one map size, window schedule and tile side ``t``.
+
+    Tile ``i`` (raster order over the ``tiles_y x tiles_x`` grid) holds the queries of a t x t square;
+    for frame k its keys are the block of side ``t + 2 l_k`` around it (the union of its queries'
+    windows), columns ordered frame by frame, nearest first (the nearest n frames: a column prefix).
+    """
+
+    tiles_y: int
+    tiles_x: int
+    pos: Tensor  #: (n_tiles, K) int64: key position in the map, clamped into it (a valid index; masked if outside)
+    frame: Tensor  #: (K,) int64: the key's frame, 0 = nearest
+    inside: Tensor  #: (n_tiles, K) bool: key inside the map
+    window: Tensor  #: (t*t, K) bool: key inside the window of the tile's query (a, b) (row a*t + b)
+    sizes: tuple[int, ...]  #: keys per frame, (t + 2 l_k)^2
+    slot: Tensor  #: (H*W,) int64: the query slot (tile * t*t + a*t + b) of every map position
+
+    def keys(self, n_frames: int) -> int:
+        """Number of key columns of the nearest ``n_frames`` frames."""
+        return sum(self.sizes[:n_frames])
+
+
+@lru_cache(maxsize=16)
+def tile_tables(height: int, width: int, half_widths: tuple[int, ...], tile: int) -> TileTables:
+    """The :class:`TileTables` of a (height, width) map, cached per size, schedule and tile side."""
+    t = tile
+    ny, nx = -(-height // t), -(-width // t)
+    ty, tx = (g.reshape(-1, 1) for g in torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij"))
+    a = torch.arange(t)
+    qy, qx = (g.reshape(-1, 1) for g in torch.meshgrid(a, a, indexing="ij"))  # (t*t, 1)
+    pos, inside, window, frame = [], [], [], []
+    for k, half in enumerate(half_widths):
+        r = torch.arange(t + 2 * half)
+        cy, cx = (g.reshape(1, -1) for g in torch.meshgrid(r, r, indexing="ij"))  # (1, b*b)
+        ky, kx = ty * t - half + cy, tx * t - half + cx  # (n_tiles, b*b)
+        inside.append((ky >= 0) & (ky < height) & (kx >= 0) & (kx < width))
+        pos.append(ky.clamp(0, height - 1) * width + kx.clamp(0, width - 1))
+        # query (a, b) at tile origin + (a, b), key at origin - l + (cy, cx): |dy|, |dx| <= l
+        window.append((cy >= qy) & (cy <= qy + 2 * half) & (cx >= qx) & (cx <= qx + 2 * half))
+        frame.append(torch.full((cy.numel(),), k))
+    ys, xs = torch.arange(height)[:, None], torch.arange(width)[None, :]
+    slot = (((ys // t) * nx + xs // t) * (t * t) + (ys % t) * t + xs % t).reshape(-1)
+    return TileTables(ny, nx, torch.cat(pos, 1), torch.cat(frame), torch.cat(inside, 1), torch.cat(window, 1),
+                      tuple((t + 2 * half) ** 2 for half in half_widths), slot)
+
+
+@lru_cache(maxsize=16)
+def tile_blocked(height: int, width: int, half_widths: tuple[int, ...], tile: int) -> Tensor:
+    """(n_tiles, t*t, K) bool: True where a key is NOT attended (outside the query's window or the map)."""
+    tab = tile_tables(height, width, half_widths, tile)
+    return ~(tab.window[None] & tab.inside[:, None])
+
+
+def tile_flops(height: int, width: int, half_widths: Sequence[int], tile: int, attn_dim: int) -> int:
+    """FLOPs of the tiled attention's two products (scores and values) over every tile of the map."""
+    tab = tile_tables(height, width, tuple(half_widths), tile)
+    return 2 * 2 * tab.tiles_y * tab.tiles_x * tile * tile * tab.keys(len(half_widths)) * attn_dim
 
 
 def query_tiles(height: int, width: int, ratio: float, tiles: int = 0,
@@ -188,10 +266,14 @@ class SparseTemporalTransformer(nn.Module):
     """
 
     AFFINITIES = ("dot", "l2")
+    #: ``"tiles"``: the tiled dense-block attention (default); ``"gather"``: one gathered window per query,
+    #: the previous formulation, kept as the reference the tests and benchmarks compare against.
+    METHODS = ("tiles", "gather")
 
     def __init__(self, channels: int, key_frames: int = 7, window_start: int = 1, window_end: int = 5,
                  window_step: int = 1, query_radius: int = 5, query_ratio: float = 0.5, attn_dim: int = 32,
-                 heads: int = 2, query_tiles: int = 0, chunk: int = 32, affinity: str = "dot") -> None:
+                 heads: int = 2, query_tiles: int = 0, chunk: int = 32, affinity: str = "dot",
+                 method: str = "tiles", tile: int = ATTN_TILE) -> None:
         super().__init__()
         if attn_dim % heads:
             raise ValueError(f"attn_dim={attn_dim} is not divisible by heads={heads}")
@@ -201,6 +283,10 @@ class SparseTemporalTransformer(nn.Module):
             raise ValueError(f"query_ratio={query_ratio} must lie in [0, 1]")
         if affinity not in self.AFFINITIES:
             raise ValueError(f"affinity={affinity!r}: choose one of {', '.join(self.AFFINITIES)}")
+        if method not in self.METHODS:
+            raise ValueError(f"method={method!r}: choose one of {', '.join(self.METHODS)}")
+        if tile < 1:
+            raise ValueError(f"tile={tile} must be >= 1")
         self.channels = channels
         self.key_frames = key_frames
         self.half_widths = tuple(key_half_widths(key_frames, window_start, window_end, window_step))
@@ -212,6 +298,8 @@ class SparseTemporalTransformer(nn.Module):
         self.chunk = chunk
         self.affinity = affinity
         self.attn_dim = attn_dim
+        self.method = method
+        self.tile = tile
         self.q_proj = nn.Conv2d(channels, attn_dim, 1) if affinity == "dot" else None
         self.kv_proj = nn.Conv2d(channels, 2 * attn_dim, 1)
         self.out_proj = nn.Linear(attn_dim, channels)
@@ -276,6 +364,75 @@ class SparseTemporalTransformer(nn.Module):
             valid = valid[:, :n_frames]
             if not bool(valid.any()):
                 return feat
+        if self.method == "gather":
+            return self._forward_gather(feat, memory, order, valid, n_frames)
+        return self._forward_tiles(feat, memory, order, valid, n_frames)
+
+    def _tile_queries(self, q: Tensor) -> Tensor:
+        """Scaled queries (B, d, H, W) in tiles: (B, heads, n_tiles, t*t, head_dim), the map zero-padded
+        to whole tiles (padding slots are computed and never read)."""
+        b, _, h, w = (int(x) for x in q.shape)
+        t = self.tile
+        ny, nx = -(-h // t), -(-w // t)
+        q = F.pad(q * self._query_scale(), (0, nx * t - w, 0, ny * t - h))
+        q = q.reshape(b, self.heads, self.head_dim, ny, t, nx, t).permute(0, 1, 3, 5, 4, 6, 2)
+        return q.reshape(b, self.heads, ny * nx, t * t, self.head_dim)
+
+    def _forward_tiles(self, feat: Tensor, memory: Tensor, order: Sequence[int], valid: Tensor | None,
+                       n_frames: int) -> Tensor:
+        """``forward`` as dense products per query tile: each t x t tile of the map attends to the union
+        of its queries' windows in each frame (its box grown by l_k), as one batched matmul over the tiles,
+        with a per-(query, key) mask "inside this query's own window and inside the map". Every tile is
+        computed; the refined rows are merged at the selected positions only."""
+        b, c, h, w = feat.shape
+        hw, hd, heads = h * w, self.head_dim, self.heads
+        q = self.queries(feat)
+        sel = self.select(q)  # (B, N)
+        n_sel = sel.shape[1]
+        tab = tile_tables(h, w, self.half_widths, self.tile)
+        dev = feat.device
+        n_keys = tab.keys(n_frames)
+        n_tiles, tt = tab.tiles_y * tab.tiles_x, self.tile * self.tile
+        qt = self._tile_queries(q)  # (B, heads, n_tiles, tt, hd)
+        s = memory.shape[1]
+        slots = torch.as_tensor(list(order[:n_frames]), device=dev)
+        frame = tab.frame[:n_keys].to(dev)
+        # row of memory.view(B, S*heads*HW, 2hd) of key (head, tile, column)
+        base = (slots[frame] * (heads * hw))[None, :] + tab.pos[:, :n_keys].to(dev)  # (n_tiles, K)
+        idx = base[None] + (torch.arange(heads, device=dev) * hw)[:, None, None]  # (heads, n_tiles, K)
+        mem = memory.reshape(b, s * heads * hw, 2 * hd)
+        blocked = tile_blocked(h, w, self.half_widths, self.tile)[..., :n_keys].to(dev)  # (n_tiles, tt, K)
+        invalid = None if valid is None else (~valid[:, frame])[:, None, None, None, :]  # (B, 1, 1, 1, K)
+        key_term = None
+        if self.affinity == "l2":  # -|k|^2 / sqrt(d) per memory row, gathered like the keys
+            norms = memory[..., :hd].square().sum(-1).mul_(-hd ** -0.5).reshape(b, s * heads * hw)
+        out = qt.new_empty(b, heads, n_tiles, tt, hd)
+        step = max(1, TILE_CHUNK_QUERIES // tt)
+        for i in range(0, n_tiles, step):
+            j = min(i + step, n_tiles)
+            rows = idx[:, i:j].reshape(-1)
+            kv = mem.index_select(1, rows).view(b, heads, j - i, n_keys, 2 * hd)
+            logits = torch.matmul(qt[:, :, i:j], kv[..., :hd].transpose(-1, -2))  # (B, heads, m, tt, K)
+            if self.affinity == "l2":
+                key_term = norms.index_select(1, rows).view(b, heads, j - i, 1, n_keys)
+                logits += key_term
+            mask = blocked[i:j] if invalid is None else blocked[i:j] | invalid
+            logits.masked_fill_(mask, float("-inf"))
+            out[:, :, i:j] = torch.matmul(logits.softmax(-1), kv[..., hd:])
+        # the selected positions' rows: query slot of each, per batch item
+        n_slots = n_tiles * tt
+        rows_out = out.permute(0, 2, 3, 1, 4).reshape(b * n_slots, heads * hd)
+        slot_sel = (tab.slot.to(dev)[sel] + torch.arange(b, device=dev)[:, None] * n_slots).reshape(-1)
+        upd = self.out_proj(rows_out.index_select(0, slot_sel))  # (B*N, C)
+        if valid is not None:  # a batch item without any valid frame keeps its features (softmax gave NaN)
+            upd = torch.where(valid.any(1).repeat_interleave(n_sel)[:, None], upd, upd.new_zeros(()))
+        flat_sel = (sel + torch.arange(b, device=dev)[:, None] * hw).reshape(-1)
+        merged = feat.permute(0, 2, 3, 1).reshape(b * hw, c).index_add(0, flat_sel, upd)
+        return merged.view(b, h, w, c).permute(0, 3, 1, 2)
+
+    def _forward_gather(self, feat: Tensor, memory: Tensor, order: Sequence[int], valid: Tensor | None,
+                        n_frames: int) -> Tensor:
+        """``forward`` with one gathered window per selected query (the previous formulation; reference)."""
         b, c, h, w = feat.shape
         hw = h * w
         q = self.queries(feat)
@@ -370,13 +527,14 @@ class SparseTemporalTransformer(nn.Module):
 
     def forward_frames(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int = 1024
                        ) -> Tensor:
-        """The export formulation of :meth:`forward`: static shapes, traceable, no index tables.
+        """The export formulation of :meth:`forward`: static shapes, traceable, static tables only.
 
         ``feat`` (1, C, H, W); ``frames``: T tensors (1, heads, H*W, 2*head_dim), the k-th nearest
         past frame at index k; ``valid`` (T,) bool, False for frames not (yet) in the buffer.
         Equals ``forward(feat, stack(frames), range(T), valid)`` up to float summation order.
-        Queries are processed in static chunks of ``query_chunk`` (bounds the gathered keys/values
-        a runtime must hold: chunk * key_size * heads * 2*head_dim floats).
+        Queries are processed in static chunks of about ``query_chunk`` (whole tiles: ``query_chunk //
+        tile^2`` tiles per chunk with the tiled method; this bounds the key blocks and logits a runtime
+        must hold at once).
         """
         if len(frames) != self.key_frames:
             raise ValueError(f"forward_frames needs all T={self.key_frames} frames (mark missing ones invalid), "
@@ -385,6 +543,60 @@ class SparseTemporalTransformer(nn.Module):
             raise ValueError(f"forward_frames runs batch 1 (one stream step), got batch {feat.shape[0]}")
         if self.query_ratio <= 0.0:
             return feat
+        if self.method == "gather":
+            return self._forward_frames_gather(feat, frames, valid, query_chunk)
+        return self._forward_frames_tiles(feat, frames, valid, query_chunk)
+
+    def _forward_frames_tiles(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int
+                              ) -> Tensor:
+        """:meth:`forward_frames` with the tiled attention of :meth:`_forward_tiles`: the T frames' keys and
+        values are concatenated once (small: the map, not the windows), each chunk of tiles gathers its key
+        blocks with one Gather of a static table, then MatMul, Where (mask), Softmax, MatMul."""
+        c, h, w = (int(x) for x in feat.shape[1:])  # static: plain ints even while tracing
+        hd, heads, t = self.head_dim, self.heads, self.tile
+        dev = feat.device
+        q = self.queries(feat)
+        sel = self.select_static(q)  # (N,) int32
+        tab = tile_tables(h, w, self.half_widths, t)
+        n_tiles, tt, n_keys = tab.tiles_y * tab.tiles_x, t * t, tab.keys(self.key_frames)
+        qt = self._tile_queries(q)[0]  # (heads, n_tiles, tt, hd)
+        # keys and values apart before the gather (slicing the map is cheap; slicing the blocks is not)
+        mem = torch.cat([fr[0] for fr in frames], 1)  # (heads, T*HW, 2hd)
+        k_mem, v_mem = mem[..., :hd], mem[..., hd:]
+        idx = (tab.frame * (h * w))[None] + tab.pos  # (n_tiles, K) rows of the concatenated frames
+        idx = idx.to(dev)
+        valid = valid.reshape(-1).to(torch.bool)
+        key_valid = valid.index_select(0, tab.frame.to(dev))  # (K,)
+        inside = tab.inside.to(dev) & key_valid[None]  # (n_tiles, K)
+        window = tab.window.to(dev)  # (tt, K)
+        norms = None
+        if self.affinity == "l2":
+            norms = k_mem.square().sum(-1) * -hd ** -0.5  # (heads, T*HW)
+        neg_inf = torch.full((), float("-inf"), dtype=feat.dtype, device=dev)
+        step = max(1, query_chunk // tt)
+        outs = []
+        for i in range(0, n_tiles, step):
+            j = min(i + step, n_tiles)
+            rows = idx[i:j].reshape(-1)
+            k = k_mem.index_select(1, rows).view(heads, j - i, n_keys, hd)
+            v = v_mem.index_select(1, rows).view(heads, j - i, n_keys, hd)
+            logits = torch.matmul(qt[:, i:j], k.transpose(-1, -2))  # (heads, m, tt, K)
+            if norms is not None:
+                logits = logits + norms.index_select(1, rows).view(heads, j - i, 1, n_keys)
+            logits = torch.where(window[None] & inside[i:j, None], logits, neg_inf)
+            outs.append(torch.matmul(logits.softmax(-1), v))  # (heads, m, tt, hd)
+        out = torch.cat(outs, 1).permute(1, 2, 0, 3).reshape(n_tiles * tt, heads * hd)
+        upd = self.out_proj(out.index_select(0, tab.slot.to(dev).index_select(0, sel)))  # (N, C)
+        # a query with no valid key keeps its feature (its softmax was all -inf); the window centre is
+        # always inside the map, so that happens exactly when no frame is valid
+        upd = torch.where(valid.any(), upd, torch.zeros((), dtype=upd.dtype, device=dev))
+        rows = feat.permute(0, 2, 3, 1).reshape(h * w, c)
+        rows = rows.index_put((sel.to(torch.int64),), rows.index_select(0, sel) + upd)  # distinct: no reduction
+        return rows.view(1, h, w, c).permute(0, 3, 1, 2)
+
+    def _forward_frames_gather(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int
+                               ) -> Tensor:
+        """:meth:`forward_frames` with one gathered window per selected query (previous formulation)."""
         c, h, w = (int(x) for x in feat.shape[1:])  # static: plain ints even while tracing
         hd = self.head_dim
         q = self.queries(feat)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from stt_ros.model.stt import (
+    ATTN_TILE,
     TOPK_LIMIT,
     SparseTemporalTransformer,
     dense_temporal_attention,
@@ -18,6 +19,7 @@ from stt_ros.model.stt import (
     nsm_score,
     query_tiles,
     select_queries,
+    tile_tables,
     window_keys,
 )
 from stt_testing.stt_inputs import make_memory
@@ -316,3 +318,108 @@ def test_channels_last_layout_is_kept() -> None:
         ref = stt(feat.contiguous(), memory, [0, 1])
     assert out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, ref)
+
+
+# ---------------------------------------------------------------------------- tiled attention
+def with_method(stt: SparseTemporalTransformer, method: str, fn):
+    """``fn()`` with ``stt.method`` switched to ``method`` (then switched back)."""
+    before, stt.method = stt.method, method
+    try:
+        return fn()
+    finally:
+        stt.method = before
+
+
+def test_tile_tables_cover_every_window_once() -> None:
+    """A tile's block in frame k is its box grown by l_k; each query's window mask selects exactly its own
+    (2 l + 1)^2 window positions from it, and outside-map positions are flagged (clamped only as an index)."""
+    h, w, t, halves = 9, 14, 4, (1, 3)
+    tab = tile_tables(h, w, halves, t)
+    assert (tab.tiles_y, tab.tiles_x) == (3, 4) and tab.sizes == (36, 100)
+    assert tab.slot.unique().numel() == h * w  # every position has its own query slot
+    pos, inside, frame = window_keys(h, w, halves, torch.arange(h * w))
+    for p in [0, 13, 4 * 14 + 6, h * w - 1, 8 * 14 + 2]:  # corners, interior, bottom edge of a partial tile
+        tile, a = divmod(int(tab.slot[p]), t * t)
+        attended = tab.window[a] & tab.inside[tile]
+        for k in range(2):
+            cols = tab.frame == k
+            got = sorted(tab.pos[tile][cols & attended].tolist())
+            assert got == sorted(pos[p][inside[p] & (frame == k)].tolist())
+
+
+@pytest.mark.parametrize("affinity", ["dot", "l2"])
+@pytest.mark.parametrize(("h", "w", "tile", "ratio"), [(9, 14, 4, 0.5), (7, 5, 3, 1.0), (11, 13, ATTN_TILE, 0.3),
+                                                       (6, 10, 8, 0.5)])
+def test_tiled_attention_equals_the_gather_reference(h: int, w: int, tile: int, ratio: float, affinity: str) -> None:
+    """fp32, random inputs: tiles == one gathered window per query, for forward (batch 2, frame validity per
+    item) and forward_frames (static export formulation), maps that are not a multiple of the tile."""
+    torch.manual_seed(h * w + tile)
+    c, t = 12, 4
+    stt = SparseTemporalTransformer(c, key_frames=t, window_start=1, window_end=3, query_ratio=ratio, attn_dim=8,
+                                    heads=2, affinity=affinity, tile=tile).eval()
+    feat = torch.randn(2, c, h, w)
+    memory = torch.cat([make_memory(stt, 5, c, h, w, seed=1), make_memory(stt, 5, c, h, w, seed=2)])
+    order = [3, 1, 0, 4]
+    flags = torch.tensor([[True, False, True, True], [False, True, True, False]])
+    with torch.no_grad():
+        for valid in (None, flags, torch.tensor([False, True, False, True])):
+            got = stt(feat, memory, order, valid=valid)
+            ref = with_method(stt, "gather", lambda v=valid: stt(feat, memory, order, valid=v))
+            assert not torch.allclose(got, feat)
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        frames = [memory[:1, s] for s in order]
+        for valid in (flags[0], torch.ones(t, dtype=torch.bool), torch.zeros(t, dtype=torch.bool)):
+            got = stt.forward_frames(feat[:1], frames, valid, query_chunk=20)
+            ref = with_method(stt, "gather", lambda v=valid: stt(feat[:1], memory[:1], order, valid=v))
+            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+            old = with_method(stt, "gather", lambda v=valid: stt.forward_frames(feat[:1], frames, v, query_chunk=20))
+            torch.testing.assert_close(got, old, rtol=1e-5, atol=1e-5)
+
+
+def full_ratio_inputs(seed: int, c: int, h: int, w: int, frames: int, **kwargs: object
+                      ) -> tuple[SparseTemporalTransformer, torch.Tensor, torch.Tensor]:
+    """An fp32 module with TR = 1 (every position a query, borders included), a feature map and memory."""
+    torch.manual_seed(seed)
+    stt = SparseTemporalTransformer(c, key_frames=frames, query_ratio=1.0, attn_dim=8, heads=2, **kwargs).eval()
+    return stt, torch.randn(1, c, h, w), make_memory(stt, frames, c, h, w)
+
+
+@pytest.mark.parametrize("affinity", ["dot", "l2"])
+def test_tiled_attention_with_covering_windows_equals_dense_in_fp32(affinity: str) -> None:
+    stt, feat, memory = full_ratio_inputs(5, 12, 7, 10, 3, window_start=10, window_end=10, affinity=affinity)
+    with torch.no_grad():
+        dense = dense_temporal_attention(stt, feat, memory, [2, 0, 1])
+        torch.testing.assert_close(stt(feat, memory, [2, 0, 1]), dense, rtol=1e-5, atol=1e-5)
+        frames = [memory[:, s] for s in (2, 0, 1)]
+        torch.testing.assert_close(stt.forward_frames(feat, frames, torch.ones(3, dtype=torch.bool)), dense,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["tiles", "gather"])
+def test_keys_outside_a_querys_window_never_contribute(method: str) -> None:
+    """Changing the memory anywhere outside a query's own window (the clamped border positions a tile's
+    block reads in place of padding included) leaves that query's output bit-identical."""
+    h, w = 9, 11
+    stt, feat, memory = full_ratio_inputs(7, 10, h, w, 2, window_start=1, window_end=2, method=method)
+    with torch.no_grad():
+        base = stt(feat, memory, [0, 1])
+        base_static = stt.forward_frames(feat, [memory[:, 0], memory[:, 1]], torch.ones(2, dtype=torch.bool))
+        for y, x in [(0, 0), (0, 5), (8, 10), (4, 0), (2, 2), (8, 4)]:  # corners, edges, inner, partial tiles
+            changed = memory.clone()
+            for k, half in enumerate(stt.half_widths):
+                ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+                outside = ((ys - y).abs() > half) | ((xs - x).abs() > half)
+                noise = 1e3 * torch.randn(stt.heads, h * w, 2 * stt.head_dim)
+                changed[0, k] = torch.where(outside.reshape(1, -1, 1), noise, memory[0, k])
+            got = stt(feat, changed, [0, 1])
+            static = stt.forward_frames(feat, [changed[:, 0], changed[:, 1]], torch.ones(2, dtype=torch.bool))
+            assert torch.equal(got[0, :, y, x], base[0, :, y, x]), (y, x)
+            assert torch.equal(static[0, :, y, x], base_static[0, :, y, x]), (y, x)
+            assert not torch.equal(got, base)  # the change reached other queries
+
+
+def test_method_and_tile_are_checked() -> None:
+    with pytest.raises(ValueError, match="method='dense': choose one of tiles, gather"):
+        SparseTemporalTransformer(8, attn_dim=8, method="dense")
+    with pytest.raises(ValueError, match="tile=0"):
+        SparseTemporalTransformer(8, attn_dim=8, tile=0)
