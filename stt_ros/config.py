@@ -18,8 +18,11 @@ from typing import Any
 from stt_ros.model.specs import MODEL_NAMES, MODEL_SPECS
 
 ARCHITECTURES = ("bisenet", "pspnet")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt", "auto")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
+#: the backends that run each precision (auto: each backend picks, see stt_ros.runtime.factory)
+PRECISION_BACKENDS = {"fp16": ("torch", "onnxruntime", "tensorrt", "auto"), "bf16": ("torch", "openvino", "auto"),
+                      "int8": ("tensorrt", "openvino", "auto")}
 RESIZE_MODES = ("stretch", "letterbox")
 
 
@@ -140,8 +143,10 @@ class STTConfig:
     mean: tuple[float, float, float] = _f((0.485, 0.456, 0.406), "per-channel RGB mean (0..1 scale)")
     std: tuple[float, float, float] = _f((0.229, 0.224, 0.225), "per-channel RGB std (0..1 scale)")
     # --- runtime ---
-    backend: str = _f("torch", "inference backend: torch, onnxruntime or tensorrt", choices=BACKENDS)
-    precision: str = _f("fp32", "fp32, fp16 or int8 (int8 for tensorrt only)", choices=PRECISIONS)
+    backend: str = _f("torch", "inference backend: torch, onnxruntime, openvino, tensorrt or auto (tensorrt on a GPU, "
+                      "else openvino, else torch)", choices=BACKENDS)
+    precision: str = _f("fp32", "fp32, fp16 (CUDA), bf16 (torch, openvino; CPU with AVX512-BF16 or AMX), int8 "
+                        "(tensorrt, openvino) or auto (bf16 where the CPU has it, else fp32)", choices=PRECISIONS)
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:1 ...")
     weights: str = _f("", "path to a .safetensors checkpoint; empty = random initialisation")
 
@@ -193,8 +198,10 @@ class STTConfig:
                 raise ConfigError(f"{name}={short_repr(v)} must be three finite numbers (R, G, B)")
         if any(x <= 0 for x in self.std):
             raise ConfigError(f"std={self.std!r} must be positive")
-        if self.precision == "int8" and self.backend != "tensorrt":
-            raise ConfigError("precision=int8 needs backend=tensorrt")
+        allowed = PRECISION_BACKENDS.get(self.precision)
+        if allowed is not None and self.backend not in allowed:
+            raise ConfigError(f"precision={self.precision} is not available with backend={self.backend}; it needs "
+                              f"backend={' or '.join(b for b in allowed if b != 'auto')} (or precision=fp32)")
 
     # ------------------------------------------------------------------ mapping
     def to_dict(self) -> dict[str, Any]:

@@ -28,11 +28,28 @@ def test_defaults_are_the_papers_best_rows() -> None:
     ({"key_window_start": 4, "key_window_end": 2}, "key_window_end"),
     ({"key_frames": 2.5}, "integer"),
     ({"precision": "int8"}, "tensorrt"),
+    ({"precision": "int8", "backend": "onnxruntime"}, "int8 is not available with backend=onnxruntime; it needs "
+                                                      "backend=tensorrt or openvino"),
+    ({"precision": "bf16", "backend": "tensorrt"}, "bf16 is not available with backend=tensorrt; it needs "
+                                                   "backend=torch or openvino"),
+    ({"precision": "fp16", "backend": "openvino"}, "fp16 is not available with backend=openvino"),
+    ({"precision": "fp8"}, "choose one of"),
     ({"std": (0.2, 0.0, 0.2)}, "positive"),
 ])
 def test_invalid_values_name_the_field(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         STTConfig(**change)
+
+
+@pytest.mark.parametrize(("backend", "precision"), [
+    ("openvino", "bf16"), ("openvino", "int8"), ("openvino", "auto"), ("torch", "bf16"), ("torch", "auto"),
+    ("auto", "auto"), ("auto", "int8"), ("auto", "bf16"), ("tensorrt", "int8"), ("onnxruntime", "fp16"),
+])
+def test_backend_precision_pairs_that_run(backend: str, precision: str) -> None:
+    """auto (backend or precision) is kept in the config: the backend resolves it and says what runs."""
+    cfg = STTConfig(backend=backend, precision=precision)
+    assert (cfg.backend, cfg.precision) == (backend, precision)
+    assert STTConfig().backend == "torch" and STTConfig().precision == "fp32"  # the library's reference
 
 
 def test_yaml_roundtrip_and_unknown_keys(tmp_path: Path) -> None:

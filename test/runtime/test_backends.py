@@ -22,6 +22,15 @@ class TestOnnxRuntime(BackendTester):
         return create_backend(graph.config.replace(backend="onnxruntime", weights=str(graph.path)))
 
 
+class TestOpenVINO(BackendTester):
+    """OpenVINO's CPU plugin in fp32 on the same graph (compiled once, cached beside it)."""
+
+    requires = ("openvino",)
+
+    def make_backend(self, graph: StepGraph, request: pytest.FixtureRequest) -> Backend:
+        return create_backend(graph.config.replace(backend="openvino", weights=str(graph.path)))
+
+
 class TestTensorRTEmulated(BackendTester):
     """The TensorRT backend's own code on the CPU emulation of TensorRT and cuda-python
     (stt_testing.trt_emulation): the "engine" is onnxruntime running the same graph."""
