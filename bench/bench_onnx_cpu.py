@@ -6,8 +6,11 @@ and run through the real runtime (``create_backend`` + ``StreamingSegmenter``) o
 video (bench_stt_step's: smooth canvas, sharp shapes, shifted every frame). Both segmenters are
 warmed up until their ring buffers are full, then repetitions alternate torch / onnxruntime (which
 one goes first alternates too); medians are reported, with the per-frame mask agreement between
-the two. The per-frame baseline (same name without ``stt_``) is measured the same way, so the
-ratio can be split into the backbone's share and the temporal transformer's.
+the two. ``--method both`` (default) exports and runs the STT model twice (same weights): with the
+tiled attention (the module's default) and with the previous gathered-window computation, all
+segmenters in the same interleaved rounds. The per-frame baseline (same name without ``stt_``) is
+measured the same way, so the ratio can be split into the backbone's share and the temporal
+transformer's.
 
 This is a benchmark, not a test: it reports, it never fails on a number.
 """
@@ -51,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="queries per attention chunk in the exported graph (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0,
                    help="threads for both torch and onnxruntime; 0 = each library's default (default: %(default)s)")
+    p.add_argument("--method", choices=("both", "tiles", "gather"), default="both",
+                   help="STT attention computation(s) exported and measured side by side (default: %(default)s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the per-frame baseline pair")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and frames (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
@@ -62,43 +67,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def measure_pair(cfg: STTConfig, workdir: Path, args: argparse.Namespace, frames: list[np.ndarray]) -> dict:
-    """Export, then torch and onnxruntime interleaved on the same frames."""
+def build_pair(cfg: STTConfig, workdir: Path, args: argparse.Namespace, method: str | None) -> dict:
+    """Export ``cfg``'s model (STT attention computed with ``method``), then a torch and an onnxruntime
+    segmenter over the same weights."""
     torch.manual_seed(args.seed)
     model = build_model(cfg).eval()
-    path = workdir / f"{cfg.model}.onnx"
+    if method is not None:
+        model.stt.method = method
+    path = workdir / f"{cfg.model}_{method or 'base'}.onnx"
     t0 = time.perf_counter()
     result = export_step(model, cfg, path, query_chunk=args.query_chunk)
     export_s = time.perf_counter() - t0
     options = {"threads": args.threads} if args.threads > 0 else {}
     backends = {"torch": create_backend(cfg, model),
                 "onnxruntime": create_backend(cfg.replace(backend="onnxruntime", weights=str(path)), **options)}
-    segs = {name: StreamingSegmenter(b, output_size="network") for name, b in backends.items()}
-    cap = segs["torch"].capacity
+    return {"label": cfg.model + (f" ({method})" if method else ""), "model": cfg.model, "method": method,
+            "segs": {name: StreamingSegmenter(b, output_size="network") for name, b in backends.items()},
+            "export_s": export_s, "onnx_mib": result.size_bytes / 2 ** 20,
+            "providers": backends["onnxruntime"].providers}
+
+
+def measure(pairs: list[dict], args: argparse.Namespace, frames: list[np.ndarray]) -> list[dict]:
+    """Every segmenter of every pair on the same frames, interleaved (the order rotates every step)."""
+    segs = [(i, name, seg) for i, p in enumerate(pairs) for name, seg in p["segs"].items()]
+    cap = max(seg.capacity for *_, seg in segs)
     warm = cap + args.warmup
+    times = [{name: [] for name in p["segs"]} for p in pairs]
+    agree = [[] for _ in pairs]
+    paired = [[] for _ in pairs]
     with torch.inference_mode():
         for i in range(warm):
-            for seg in segs.values():
+            for *_, seg in segs:
                 seg.process(frames[i])
-        times: dict[str, list[float]] = {name: [] for name in segs}
-        agree, pair = [], []
         for i in range(args.reps):
             frame = frames[warm + i]
-            names = list(segs) if i % 2 == 0 else list(segs)[::-1]
-            masks = {}
-            for name in names:
-                res = segs[name].process(frame)
-                if res.buffer_fill != cap:
-                    raise RuntimeError(f"{name}: measured step saw {res.buffer_fill}/{cap} buffered frames")
-                times[name].append(res.timings["network_ms"])
-                masks[name] = res.class_map_net
-            agree.append(float((masks["torch"] == masks["onnxruntime"]).mean()))
-            pair.append(times["onnxruntime"][-1] / times["torch"][-1])
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    return {"model": cfg.model, "median_ms": med, "min_ms": {n: min(t) for n, t in times.items()},
-            "ratio_ort_over_torch": med["onnxruntime"] / med["torch"], "ratio_paired_median": statistics.median(pair),
-            "mask_agreement_min": min(agree), "export_s": export_s, "onnx_mib": result.size_bytes / 2 ** 20,
-            "providers": backends["onnxruntime"].providers, "samples_ms": times, "buffer": cap}
+            shift = i % len(segs)
+            masks = [{} for _ in pairs]
+            for k, name, seg in segs[shift:] + segs[:shift]:
+                res = seg.process(frame)
+                if res.buffer_fill != seg.capacity:
+                    raise RuntimeError(f"{name}: measured step saw {res.buffer_fill}/{seg.capacity} buffered frames")
+                times[k][name].append(res.timings["network_ms"])
+                masks[k][name] = res.class_map_net
+            for k in range(len(pairs)):
+                agree[k].append(float((masks[k]["torch"] == masks[k]["onnxruntime"]).mean()))
+                paired[k].append(times[k]["onnxruntime"][-1] / times[k]["torch"][-1])
+    out = []
+    for k, p in enumerate(pairs):
+        med = {name: statistics.median(ts) for name, ts in times[k].items()}
+        out.append({"label": p["label"], "model": p["model"], "method": p["method"], "median_ms": med,
+                    "min_ms": {n: min(t) for n, t in times[k].items()},
+                    "ratio_ort_over_torch": med["onnxruntime"] / med["torch"],
+                    "ratio_paired_median": statistics.median(paired[k]), "mask_agreement_min": min(agree[k]),
+                    "export_s": p["export_s"], "onnx_mib": p["onnx_mib"], "providers": p["providers"],
+                    "samples_ms": times[k], "buffer": p["segs"]["torch"].capacity})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,33 +132,44 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = STTConfig(model=args.model, input_height=args.height, input_width=args.width)
     base = cfg.replace(model=args.model.removeprefix("stt_"))
+    methods = ["tiles", "gather"] if args.method == "both" else [args.method]
     frames = synthetic_frames(args.height, args.width, cfg.key_frames + args.warmup + args.reps, args.seed)
     print(f"bench_onnx_cpu: torch vs onnxruntime (CPU) streaming step, {args.model}"
-          f"{'' if args.no_baseline else f' and {base.model}'}")
+          f"{'' if args.no_baseline else f' and {base.model}'}; STT attention: {', '.join(methods)}")
     print(f"  input {args.height}x{args.width}, batch 1, fp32, torch {torch.__version__} ({torch.get_num_threads()} "
           f"threads), onnxruntime {ort.__version__} ({args.threads or 'default'} intra-op threads)")
     print(f"  STT: T={cfg.key_frames} TR={cfg.query_ratio} r={cfg.query_radius} attn_dim={cfg.attn_dim} "
           f"heads={cfg.attn_heads}; exported graph: opset 17, query chunk {args.query_chunk}")
-    print(f"  warm-up until the buffer is full (+{args.warmup}), then {args.reps} measured steps each, interleaved, "
-          f"alternating which goes first")
+    print(f"  warm-up until the buffers are full (+{args.warmup}), then {args.reps} measured steps each, all "
+          f"segmenters interleaved, rotating which goes first")
     with tempfile.TemporaryDirectory(prefix="bench_onnx_") as tmp:
-        results = [measure_pair(cfg, Path(tmp), args, frames)]
+        pairs = [build_pair(cfg, Path(tmp), args, m) for m in methods]
         if not args.no_baseline:
-            results.append(measure_pair(base, Path(tmp), args, frames))
+            pairs.append(build_pair(base, Path(tmp), args, None))
+        results = measure(pairs, args, frames)
     print()
     print(f"  {'per step, network (ms)':<32} {'torch':>9} {'onnxrt':>9} {'ort/torch':>10} {'paired':>8} "
-          f"{'masks equal':>12} {'export':>8}")
+          f"{'masks equal':>12} {'export':>8} {'graph':>9}")
     for r in results:
         m = r["median_ms"]
-        print(f"  {r['model']:<32} {m['torch']:9.1f} {m['onnxruntime']:9.1f} {r['ratio_ort_over_torch']:10.3f} "
-              f"{r['ratio_paired_median']:8.3f} {100 * r['mask_agreement_min']:11.2f}% {r['export_s']:7.1f}s")
-    if len(results) == 2:
-        s, b = results[0]["median_ms"], results[1]["median_ms"]
-        print(f"  temporal overhead (stt - baseline): torch {s['torch'] - b['torch']:+.1f} ms, "
-              f"onnxruntime {s['onnxruntime'] - b['onnxruntime']:+.1f} ms")
-    print(f"  onnxruntime providers: {', '.join(results[0]['providers'])}; graph {results[0]['onnx_mib']:.1f} MiB")
+        print(f"  {r['label']:<32} {m['torch']:9.1f} {m['onnxruntime']:9.1f} {r['ratio_ort_over_torch']:10.3f} "
+              f"{r['ratio_paired_median']:8.3f} {100 * r['mask_agreement_min']:11.2f}% {r['export_s']:7.1f}s "
+              f"{r['onnx_mib']:6.1f} MiB")
+    by = {r["method"]: r["median_ms"] for r in results}
+    if None in by:
+        b = by[None]
+        for meth in methods:
+            s = by[meth]
+            print(f"  {meth}: temporal overhead (stt - baseline): torch {s['torch'] - b['torch']:+.1f} ms, "
+                  f"onnxruntime {s['onnxruntime'] - b['onnxruntime']:+.1f} ms; stt/baseline: torch "
+                  f"{s['torch'] / b['torch']:.3f}, onnxruntime {s['onnxruntime'] / b['onnxruntime']:.3f}")
+            if meth == "tiles" and "gather" in by:
+                g = by["gather"]
+                print(f"  stt step gather/tiles: torch {g['torch'] / s['torch']:.3f}, onnxruntime "
+                      f"{g['onnxruntime'] / s['onnxruntime']:.3f} (same run, interleaved)")
+    print(f"  onnxruntime providers: {', '.join(results[0]['providers'])}")
     r = results[0]
-    print(f"RESULT {args.model} onnxruntime/torch CPU step ratio={r['ratio_ort_over_torch']:.2f} "
+    print(f"RESULT {r['label']} onnxruntime/torch CPU step ratio={r['ratio_ort_over_torch']:.2f} "
           f"({r['median_ms']['onnxruntime']:.0f} ms vs {r['median_ms']['torch']:.0f} ms at {args.height}x{args.width})")
     if args.json:
         Path(args.json).write_text(json.dumps({"benchmark": "bench_onnx_cpu", "input": [args.height, args.width],

@@ -8,8 +8,12 @@ Repetitions alternate STT / baseline (which one goes first alternates too) and a
 module alone (``stt(feat, memory, order)`` + ``stt.project_memory(feat)``) on a real feature map
 with that full buffer. Medians are reported.
 
+``--method both`` (the default) runs two STT segmenters with the same weights, one per attention
+computation (``tiles``, the module's default, and ``gather``, the previous formulation), in the same
+interleaved rounds, and prints for each the module's time, its attention FLOPs and the GFLOP/s.
+
 The paper (Li et al., ACM MM 2021) gives 50 fps for BiSe18 and 44.2 fps for STT-BiSe18 at
-512x1024, a ratio of 1.13; the target here is ``stt_step / bise_step <= 1.15``.
+512x1024, a ratio of 1.13; the target here is ``stt_step / bise_step <= 1.10``.
 
 This is a benchmark, not a test: it never fails on a missed target, it reports it.
 """
@@ -33,10 +37,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 
 from stt_ros.config import STTConfig
-from stt_ros.model.stt import key_index_table, key_size
+from stt_ros.model.stt import key_index_table, key_size, query_tiles, tile_blocked, tile_flops, tile_tables
 from stt_ros.runtime import StreamingSegmenter, create_backend
 
-TARGET_RATIO = 1.15
+TARGET_RATIO = 1.10
 PAPER_RATIO = 50.0 / 44.2
 MIB = 2 ** 20
 
@@ -140,6 +144,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2,
                    help="warm-up steps per variant after the STT ring buffer is full (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default (default: %(default)s)")
+    p.add_argument("--method", choices=("both", "tiles", "gather"), default="both",
+                   help="STT attention computation(s): tiles (the default), gather (the previous formulation) or "
+                        "both, measured side by side (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and frames (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
@@ -155,96 +162,137 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     base_name = args.model.removeprefix("stt_")
+    methods = ["tiles", "gather"] if args.method == "both" else [args.method]
     cfg_stt = STTConfig(model=args.model, input_height=args.height, input_width=args.width)
     cfg_base = cfg_stt.replace(model=base_name)
-    backend_stt = create_backend(cfg_stt)
+    backends = {}
+    for m in methods:  # the same seed: the same weights for every method
+        torch.manual_seed(args.seed)
+        backends[m] = create_backend(cfg_stt)
+        backends[m].model.stt.method = m
     torch.manual_seed(args.seed)
     backend_base = create_backend(cfg_base)
-    seg_stt, seg_base = StreamingSegmenter(backend_stt), StreamingSegmenter(backend_base)
-    stt = backend_stt.model.stt
-    T = seg_stt.capacity
+    segs = {m: StreamingSegmenter(b) for m, b in backends.items()}
+    seg_base = StreamingSegmenter(backend_base)
+    first = backends[methods[0]]
+    stt = first.model.stt
+    T = segs[methods[0]].capacity
     fh, fw = args.height // 8, args.width // 8
 
     warm = T + args.warmup  # after T steps the buffer is full; the T+1-th step is the first full one
     frames = synthetic_frames(args.height, args.width, warm + args.reps, args.seed)
+    n_sel = sum(k for *_, k in query_tiles(fh, fw, stt.query_ratio, stt.query_tiles))
+    useful = 4 * n_sel * key_size(stt.half_widths) * stt.attn_dim  # scores + values, 2 FLOPs per mul-add
+    executed = {"gather": useful, "tiles": tile_flops(fh, fw, stt.half_widths, stt.tile, stt.attn_dim)}
 
     print(f"bench_stt_step: {args.model} streaming step vs {base_name} per-frame step")
     print(f"  input {args.height}x{args.width} (feature map {fh}x{fw}x{stt.channels}), batch 1, fp32, "
           f"device cpu, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"  STT: T={T} s={cfg_stt.key_window_start} e={cfg_stt.key_window_end} eps={cfg_stt.key_window_step} "
           f"r={cfg_stt.query_radius} TR={cfg_stt.query_ratio} attn_dim={cfg_stt.attn_dim} heads={cfg_stt.attn_heads} "
-          f"half-widths={list(stt.half_widths)} key size={key_size(stt.half_widths)}")
+          f"half-widths={list(stt.half_widths)} key size={key_size(stt.half_widths)} tile={stt.tile}; "
+          f"method(s): {', '.join(methods)}")
     print(f"  warm-up {warm} steps each (buffer full after {T}), then {args.reps} measured steps each, interleaved")
 
     with torch.inference_mode():
         for i in range(warm):
-            seg_stt.process(frames[i])
-            seg_base.process(frames[i])
-        assert seg_stt.fill == T, f"ring buffer not full after warm-up ({seg_stt.fill}/{T})"
+            for seg in (*segs.values(), seg_base):
+                seg.process(frames[i])
+        for m, seg in segs.items():
+            assert seg.fill == T, f"{m}: ring buffer not full after warm-up ({seg.fill}/{T})"
 
         # a real feature map of a measured frame for the module-only timing
-        x = backend_stt.normalize(torch.from_numpy(frames[warm]).unsqueeze(0))
-        feat, _ = backend_stt.model.segnet.features(x)
-        memory = seg_stt.state.storage
+        x = first.normalize(torch.from_numpy(frames[warm]).unsqueeze(0))
+        feat, _ = first.model.segnet.features(x)
+        memory = segs[methods[0]].state.storage
+        order = segs[methods[0]].state.order()
 
-        def stt_module() -> tuple[torch.Tensor, torch.Tensor]:
-            order = seg_stt.state.order()
-            return stt(feat, memory, order), stt.project_memory(feat)
+        def stt_module(method: str):
+            def run() -> tuple[torch.Tensor, torch.Tensor]:
+                stt.method = method
+                return stt(feat, memory, order), stt.project_memory(feat)
+            return run
 
-        stt_module()
+        modules = {m: stt_module(m) for m in methods}
+        for fn in modules.values():
+            fn()
         ru0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        t_stt, n_stt, t_base, n_base, t_mod, pair = [], [], [], [], [], []
+        names = [*methods, "base"]
+        total = {n: [] for n in names}
+        network = {n: [] for n in names}
+        t_mod = {m: [] for m in methods}
+        pair = {m: [] for m in methods}
         for i in range(args.reps):
             frame = frames[warm + i]
-            runs = {}
-            for name in (("stt", "base") if i % 2 == 0 else ("base", "stt")):
-                seg = seg_stt if name == "stt" else seg_base
+            shift = i % len(names)  # rotate which goes first
+            for name in names[shift:] + names[:shift]:
+                seg = seg_base if name == "base" else segs[name]
                 res = seg.process(frame)
-                if name == "stt" and res.buffer_fill != T:
+                if name != "base" and res.buffer_fill != T:
                     raise RuntimeError(f"measured STT step saw {res.buffer_fill}/{T} buffered frames")
-                runs[name] = res.timings
-            t0 = time.perf_counter()
-            stt_module()
-            t_mod.append((time.perf_counter() - t0) * 1e3)
-            t_stt.append(runs["stt"]["total_ms"])
-            n_stt.append(runs["stt"]["network_ms"])
-            t_base.append(runs["base"]["total_ms"])
-            n_base.append(runs["base"]["network_ms"])
-            pair.append(t_stt[-1] / t_base[-1])
+                total[name].append(res.timings["total_ms"])
+                network[name].append(res.timings["network_ms"])
+            for m in (methods if i % 2 == 0 else methods[::-1]):
+                t0 = time.perf_counter()
+                modules[m]()
+                t_mod[m].append((time.perf_counter() - t0) * 1e3)
+            for m in methods:
+                pair[m].append(total[m][-1] / total["base"][-1])
         ru1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 
         # memory: after all timings (malloc_trim changes what the allocator keeps around)
         ring_mib = memory.numel() * memory.element_size() / MIB
         pos, inside, frame_idx = key_index_table(fh, fw, stt.half_widths)
-        table_mib = sum(t.numel() * t.element_size() for t in (pos, inside, frame_idx)) / MIB
-        peak_mib, peak_method = peak_rss_growth_mib(stt_module)
+        table_mib = {"gather": sum(t.numel() * t.element_size() for t in (pos, inside, frame_idx)) / MIB}
+        tab = tile_tables(fh, fw, stt.half_widths, stt.tile)
+        blocked = tile_blocked(fh, fw, stt.half_widths, stt.tile)
+        table_mib["tiles"] = sum(t.numel() * t.element_size() for t in
+                                 (tab.pos, tab.frame, tab.inside, tab.window, tab.slot, blocked)) / MIB
+        peak = {m: peak_rss_growth_mib(modules[m]) for m in methods}
 
-    m_stt, m_base, m_mod = med(t_stt), med(t_base), med(t_mod)
-    ratio_total, ratio_net = m_stt / m_base, med(n_stt) / med(n_base)
+    m_base = med(total["base"])
     print()
     print(f"  {'per step (ms)':<34} {'median':>9} {'min':>9} {'max':>9} {'fps':>8}")
-    print(row(f"{args.model} step total", t_stt))
-    print(row(f"{args.model} step network", n_stt))
-    print(row(f"{base_name} step total", t_base))
-    print(row(f"{base_name} step network", n_base))
-    print(row("STT module (stt + project_memory)", t_mod))
+    for m in methods:
+        print(row(f"{args.model} step total ({m})", total[m]))
+        print(row(f"{args.model} step network ({m})", network[m]))
+    print(row(f"{base_name} step total", total["base"]))
+    print(row(f"{base_name} step network", network["base"]))
+    for m in methods:
+        print(row(f"STT module ({m})", t_mod[m]))
     print()
-    print(f"  ratio {args.model}/{base_name}: total {ratio_total:.3f}, network only {ratio_net:.3f}, "
-          f"median of per-repetition ratios {med(pair):.3f} (paper {PAPER_RATIO:.3f}, target <= {TARGET_RATIO})")
-    print(f"  STT module: {m_mod:.1f} ms = {100 * m_mod / m_stt:.1f}% of the STT step; "
-          f"step difference {m_stt - m_base:+.1f} ms")
+    results = {}
+    for m in methods:
+        m_stt, m_mod = med(total[m]), med(t_mod[m])
+        results[m] = {"ratio_total": m_stt / m_base, "ratio_network": med(network[m]) / med(network["base"]),
+                      "ratio_paired_median": med(pair[m]), "stt_total_ms": m_stt, "stt_network_ms": med(network[m]),
+                      "stt_module_ms": m_mod, "module_share": m_mod / m_stt,
+                      "gflops_per_s_useful": useful / m_mod / 1e6, "gflops_per_s_executed": executed[m] / m_mod / 1e6,
+                      "table_mib": table_mib[m], "peak_working_set_mib": peak[m][0]}
+        r = results[m]
+        print(f"  {m}: ratio {args.model}/{base_name}: total {r['ratio_total']:.3f}, network only "
+              f"{r['ratio_network']:.3f}, median of per-repetition ratios {r['ratio_paired_median']:.3f} "
+              f"(paper {PAPER_RATIO:.3f}, target <= {TARGET_RATIO})")
+        print(f"  {m}: STT module (stt + project_memory) {m_mod:.1f} ms = {100 * r['module_share']:.1f}% of the STT "
+              f"step; step difference {m_stt - m_base:+.1f} ms; attention FLOPs useful {useful / 1e9:.3f} G, "
+              f"executed {executed[m] / 1e9:.3f} G: {r['gflops_per_s_useful']:.1f} useful GFLOP/s "
+              f"({r['gflops_per_s_executed']:.1f} executed) over the whole module call")
+        print(f"  {m}: STT extra memory: ring buffer {ring_mib:.1f} MB, index tables {table_mib[m]:.1f} MB, "
+              f"peak working set +{peak[m][0]:.1f} MB")
+    if len(methods) == 2:
+        print(f"  module time gather/tiles {med(t_mod['gather']) / med(t_mod['tiles']):.2f}x, step time gather/tiles "
+              f"{med(total['gather']) / med(total['tiles']):.2f}x (same run, interleaved)")
     print(f"  process CPU time while measuring: user {ru1.ru_utime - ru0.ru_utime:.1f} s, "
           f"sys {ru1.ru_stime - ru0.ru_stime:.1f} s, wall {w1 - w0:.1f} s, minor page faults "
           f"{ru1.ru_minflt - ru0.ru_minflt:,d}")
-    print(f"  STT extra memory: ring buffer {ring_mib:.1f} MB, index tables {table_mib:.1f} MB, "
-          f"peak working set +{peak_mib:.1f} MB")
-    print(f"    (MB = 2^20 bytes; index tables: {tuple(pos.shape)} {pos.dtype} positions + bool inside, shared by "
-          f"every fill level (a column prefix per level); peak working set: {peak_method}, max of 3 module calls)")
+    print(f"    (MB = 2^20 bytes; index tables: gather {tuple(pos.shape)} {pos.dtype} positions + bool inside, "
+          f"tiles the block positions {tuple(tab.pos.shape)} + masks {tuple(blocked.shape)}; shared by every fill "
+          f"level (a column prefix per level); peak working set: {peak[methods[0]][1]}, max of 3 module calls)")
+    ratio_total = results[methods[0]]["ratio_total"]
     met = ratio_total <= TARGET_RATIO
-    print(f"RESULT stt_step/{base_name}_step ratio={ratio_total:.2f} (target <= {TARGET_RATIO}) "
-          f"{'met' if met else 'NOT met'}")
+    print(f"RESULT stt_step({methods[0]})/{base_name}_step ratio={ratio_total:.2f} (target <= {TARGET_RATIO}) "
+          f"{'met' if met else 'NOT met'}; module {results[methods[0]]['gflops_per_s_useful']:.1f} useful GFLOP/s")
 
     if args.json:
         out = {
@@ -254,17 +302,12 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {"T": T, "s": cfg_stt.key_window_start, "e": cfg_stt.key_window_end,
                          "eps": cfg_stt.key_window_step, "r": cfg_stt.query_radius, "TR": cfg_stt.query_ratio,
                          "attn_dim": cfg_stt.attn_dim, "heads": cfg_stt.attn_heads,
-                         "key_size": key_size(stt.half_widths)},
-            "median_ms": {"stt_total": m_stt, "stt_network": med(n_stt), "base_total": m_base,
-                          "base_network": med(n_base), "stt_module": m_mod},
-            "fps": {"stt": 1e3 / m_stt, "base": 1e3 / m_base},
-            "ratio_total": ratio_total, "ratio_network": ratio_net, "ratio_paired_median": med(pair),
-            "paper_ratio": PAPER_RATIO, "target_ratio": TARGET_RATIO, "target_met": met,
-            "stt_module_share": m_mod / m_stt,
-            "memory_mib": {"ring_buffer": ring_mib, "index_table": table_mib,
-                           "peak_working_set": peak_mib, "peak_method": peak_method},
-            "samples_ms": {"stt_total": t_stt, "stt_network": n_stt, "base_total": t_base, "base_network": n_base,
-                           "stt_module": t_mod},
+                         "key_size": key_size(stt.half_widths), "tile": stt.tile},
+            "base_total_ms": m_base, "base_network_ms": med(network["base"]),
+            "gflop": {"useful": useful / 1e9, **{f"executed_{m}": executed[m] / 1e9 for m in methods}},
+            "methods": results, "paper_ratio": PAPER_RATIO, "target_ratio": TARGET_RATIO, "target_met": met,
+            "ring_buffer_mib": ring_mib,
+            "samples_ms": {"total": total, "network": network, "stt_module": t_mod},
         }
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")

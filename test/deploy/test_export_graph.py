@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from stt_ros.config import STTConfig
-from stt_ros.model.stt import TOPK_LIMIT, SparseTemporalTransformer
+from stt_ros.model.stt import ATTN_TILE, TOPK_LIMIT, SparseTemporalTransformer, key_half_widths, tile_tables
 from stt_ros.model.zoo import StreamingStepGraph, build_model
 from stt_testing.stt_inputs import make_memory
 from stt_train import export as export_mod
@@ -146,6 +146,27 @@ def test_graph_passes_checker_and_tensorrt_rules(small_export: tuple[Path, STTCo
     assert f'"attn_affinity": "{cfg.attn_affinity}"' in meta["stt_ros.config"]
     # one TopK per query tile with exactly that tile's share (here a single tile: the global top-k)
     assert topk_ks(proto) == [round(0.5 * (H // 8) * (W // 8))]
+
+
+def test_exported_attention_is_the_tiled_matmul(small_export: tuple[Path, STTConfig]) -> None:
+    """The graph computes the attention per query tile: MatMuls of (heads, tiles, t*t, K) logits with K the
+    tile's key blocks over all T frames, and the key blocks come from Gathers of a static table (one for
+    keys, one for values per chunk of tiles), not one gathered window per selected query."""
+    path, cfg = small_export
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    halves = tuple(key_half_widths(cfg.key_frames, cfg.key_window_start, cfg.key_window_end, cfg.key_window_step))
+    fh, fw, t = H // 8, W // 8, ATTN_TILE
+    tab = tile_tables(fh, fw, halves, t)
+    n_tiles, n_keys = tab.tiles_y * tab.tiles_x, tab.keys(cfg.key_frames)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in proto.graph.value_info}
+    logits = [shapes.get(n.output[0]) for n in proto.graph.node if n.op_type == "MatMul"]
+    tiled = [s for s in logits if s and s[-2:] == [t * t, n_keys]]
+    step = max(1, 24 // (t * t))  # the fixture's query_chunk=24, in whole tiles
+    assert len(tiled) == -(-n_tiles // step), logits
+    assert all(s[0] == cfg.attn_heads for s in tiled)
+    gathers = [n for n in proto.graph.node if n.op_type == "Gather"
+               and shapes.get(n.output[0], [0])[-2:] == [step * n_keys, cfg.attn_dim // cfg.attn_heads]]
+    assert len(gathers) >= 2 * (n_tiles // step)  # keys and values of each chunk
 
 
 def test_graph_problems_catches_broken_rules() -> None:
