@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""CPU engines side by side: torch fp32/bf16, onnxruntime fp32, OpenVINO fp32/bf16/int8, per-frame
+BiSe18 and the STT-BiSe18 streaming step, in one run.
+
+Each model (random weights, one seed: timing does not depend on them) is exported once with
+``stt-export``'s ``export_step``; every engine runs it through the real backends
+(``create_backend``) on the same synthetic video (bench_stt_step's). Each engine's stream is warmed
+up until its ring buffer is full, then the engines take turns, one step each per round (the order
+rotates every round), so a busy machine slows them alike; medians of the network time are
+reported with the STT / per-frame ratio per engine and the class-map agreement with torch fp32
+(random weights have flat logits, so low agreement there says little about a trained model).
+bf16 runs only where the CPU has it (AVX512-BF16 or AMX: see the flags printed first); int8 is
+OpenVINO's NNCF quantization calibrated on the benchmark's own frames (written to an image folder
+and read back by stt_ros.runtime.calibration).
+
+TODO (issue 22, another engineer's): 4 cameras batched vs 4 sequential steps.
+
+This is a benchmark, not a test: it reports, it never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_stt_step import synthetic_frames  # noqa: E402
+
+from stt_ros.config import STTConfig  # noqa: E402
+from stt_ros.model.zoo import build_model  # noqa: E402
+from stt_ros.runtime import create_backend  # noqa: E402
+from stt_ros.runtime.torch_backend import cpu_bf16_feature, cpu_flags  # noqa: E402
+from stt_train.export import export_step  # noqa: E402
+
+ENGINES = ("torch-fp32", "torch-bf16", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16", "openvino-int8")
+FLAGS_SHOWN = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  .venv/bin/python bench/bench_engines.py --quick\n"
+               "  .venv/bin/python bench/bench_engines.py                 # 512x1024\n"
+               "  .venv/bin/python bench/bench_engines.py --large --json /tmp/engines.json\n"
+               "  .venv/bin/python bench/bench_engines.py --engines torch-fp32 openvino-bf16 --reps 20")
+    p.add_argument("--quick", action="store_true", help="256x512, 3 reps, 1 warm-up step: a couple of minutes")
+    p.add_argument("--large", action="store_true", help="also 1024x2048")
+    p.add_argument("--reps", type=int, default=None, help="measured steps per engine (default: 10, --quick 3)")
+    p.add_argument("--warmup", type=int, default=None, help="steps after the buffer is full (default: 2, --quick 1)")
+    p.add_argument("--key-frames", type=int, default=7, help="T of the STT model (default: %(default)s)")
+    p.add_argument("--calib-frames", type=int, default=8,
+                   help="OpenVINO int8 calibration frames (default: %(default)s)")
+    p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and frames (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return p.parse_args(argv)
+
+
+def cpu_report() -> tuple[str, dict[str, Any]]:
+    """Lines describing the CPU (model, the flags that matter, what torch and OpenVINO see) and the facts."""
+    flags = cpu_flags()
+    name = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    shown = {f: f in flags for f in FLAGS_SHOWN}
+    facts: dict[str, Any] = {"cpu": name, "flags": shown, "torch_bf16": cpu_bf16_feature(),
+                             "torch_threads": torch.get_num_threads()}
+    try:
+        import openvino as ov
+
+        from stt_ros.runtime.openvino_backend import cpu_capabilities
+
+        facts["openvino"] = ov.get_version()
+        facts["openvino_capabilities"] = cpu_capabilities(ov.Core())
+    except ImportError:
+        facts["openvino"] = None
+    lines = [f"CPU: {name}, {facts['torch_threads']} torch threads",
+             "flags: " + " ".join(f"{f}={'yes' if v else 'no'}" for f, v in shown.items()),
+             f"torch bf16 feature: {facts['torch_bf16'] or 'none'}; OpenVINO {facts.get('openvino')} "
+             f"capabilities: {facts.get('openvino_capabilities')}"]
+    return "\n".join(lines), facts
+
+
+def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, calib: Path, engines: list[str],
+                  facts: dict[str, Any], calib_frames: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for engine in engines:
+        backend_name, precision = engine.rsplit("-", 1)
+        if precision == "bf16" and (facts["torch_bf16"] if backend_name == "torch"
+                                    else "BF16" in (facts.get("openvino_capabilities") or [])) in (None, False):
+            print(f"  {engine}: skipped (this CPU has no bf16)")
+            continue
+        if backend_name == "openvino" and facts.get("openvino") is None:
+            print(f"  {engine}: skipped (openvino is not installed)")
+            continue
+        t0 = time.perf_counter()
+        if backend_name == "torch":
+            out[engine] = create_backend(cfg.replace(precision=precision), model)
+        elif backend_name == "onnxruntime":
+            out[engine] = create_backend(cfg.replace(backend="onnxruntime", weights=str(onnx)))
+        else:
+            opts: dict[str, Any] = {"cache_dir": onnx.parent}
+            if precision == "int8":
+                opts.update(calib_source=calib, calib_frames=calib_frames)
+            out[engine] = create_backend(cfg.replace(backend="openvino", precision=precision, weights=str(onnx)),
+                                         **opts)
+        print(f"  {engine}: ready in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def run_model(cfg: STTConfig, frames: list[np.ndarray], backends: dict[str, Any], reps: int,
+              warmup: int) -> dict[str, dict[str, float]]:
+    """Interleaved rounds: each engine one step per round, the order rotating; network-time medians."""
+    states = {name: b.create_state() for name, b in backends.items()}
+    names = list(backends)
+    fill = cfg.key_frames if cfg.temporal else 0
+    times: dict[str, list[float]] = {n: [] for n in names}
+    agree: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(fill + warmup + reps):
+        frame = frames[i % len(frames)]
+        order = names[i % len(names):] + names[:i % len(names)]
+        maps = {}
+        for name in order:
+            t0 = time.perf_counter()
+            maps[name] = backends[name].infer(frame, states[name]).class_map
+            if i >= fill + warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+        if i >= fill + warmup and "torch-fp32" in maps:
+            for name in names:
+                agree[name].append(float((maps[name] == maps["torch-fp32"]).mean()))
+    return {n: {"ms": statistics.median(times[n]), "agree": statistics.mean(agree[n]) if agree[n] else float("nan")}
+            for n in names}
+
+
+def write_calibration_folder(frames: list[np.ndarray], folder: Path, n: int) -> Path:
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames[:n]):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    reps = args.reps or (3 if args.quick else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    sizes = [(256, 512)] if args.quick else [(512, 1024)] + ([(1024, 2048)] if args.large else [])
+    report, facts = cpu_report()
+    print(report)
+    print("(timings on a shared machine: compare the ratios within one run, not absolute numbers across runs)")
+    results: dict[str, Any] = {"facts": facts, "reps": reps, "warmup": warmup, "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="bench_engines_") as tmp:
+        for h, w in sizes:
+            n_frames = max(args.key_frames + warmup + reps, args.calib_frames)
+            frames = synthetic_frames(h, w, n_frames, seed=args.seed)
+            calib = write_calibration_folder(frames, Path(tmp) / f"calib_{h}x{w}", args.calib_frames)
+            per_size: dict[str, Any] = {}
+            for model_name in ("bise18", "stt_bise18"):
+                torch.manual_seed(args.seed)
+                cfg = STTConfig(model=model_name, input_height=h, input_width=w, key_frames=args.key_frames)
+                model = build_model(cfg).eval()
+                onnx = Path(tmp) / f"{model_name}_{h}x{w}" / "step.onnx"
+                onnx.parent.mkdir()
+                print(f"\n{model_name} {h}x{w}: exporting, building the engines")
+                export_step(model, cfg, onnx)
+                backends = make_backends(cfg, model, onnx, calib, args.engines, facts, args.calib_frames)
+                per_size[model_name] = run_model(cfg, frames, backends, reps, warmup)
+                del backends
+            results["sizes"][f"{h}x{w}"] = per_size
+            print(f"\n{h}x{w}, T={args.key_frames}, median network ms of {reps} steps (interleaved):")
+            print(f"  {'engine':<18} {'BiSe18':>9} {'STT-BiSe18':>11} {'STT/frame':>10} {'agree(STT)':>11}")
+            for engine in args.engines:
+                a, b = per_size["bise18"].get(engine), per_size["stt_bise18"].get(engine)
+                if a is None or b is None:
+                    continue
+                print(f"  {engine:<18} {a['ms']:>9.1f} {b['ms']:>11.1f} {b['ms'] / a['ms']:>9.2f}x "
+                      f"{100 * b['agree']:>10.1f}%")
+            ref = per_size["stt_bise18"].get("torch-fp32")
+            if ref:
+                print("  speed-up over torch fp32 (STT): " + ", ".join(
+                    f"{e} {ref['ms'] / r['ms']:.2f}x" for e, r in per_size["stt_bise18"].items() if e != "torch-fp32"))
+            print("  4 cameras batched vs 4 sequential steps: TODO (issue 22, another engineer's)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
