@@ -1,13 +1,15 @@
 """TensorRT backend: builds an engine from the ``stt-export`` graph, caches it, runs it with the ring
 buffer in GPU memory.
 
-Needs TensorRT >= 10 (``pip install tensorrt``), cuda-python (``pip install cuda-python``) and an
+Needs TensorRT 10.x or 11.x (``pip install 'tensorrt>=10,<12'``), cuda-python (``pip install cuda-python``) and an
 NVIDIA GPU; they are imported only when a TensorRTBackend is created
 (:mod:`~stt_ros.runtime.tensorrt_cuda`), so every other backend works without them. The parts:
 engine cache (:mod:`~stt_ros.runtime.tensorrt_cache`: the plan beside the ONNX file, rebuilt when
 the graph, precision, GPU, TensorRT version or int8 calibration frames differ), build
-(:mod:`~stt_ros.runtime.tensorrt_build`), int8 calibration on consecutive frames with their real
-memory inputs (:mod:`~stt_ros.runtime.tensorrt_calibration`) and the ``stt-tensorrt`` command
+(:mod:`~stt_ros.runtime.tensorrt_build`: a strongly typed network, timing cache beside the plan) from
+the typed graph (:mod:`~stt_ros.runtime.tensorrt_precision`: fp16, or Q/DQ int8 calibrated on
+consecutive frames with their real memory inputs, :mod:`~stt_ros.runtime.tensorrt_calibration`) and
+the ``stt-tensorrt`` command
 (:mod:`~stt_ros.runtime.tensorrt_cli`; ``--build-only`` builds or validates the cached plan).
 
 Run time, per stream (segmenter): T + 1 device buffers for the ring (zeroed once), bound nearest
@@ -39,8 +41,9 @@ from stt_ros.model.graph_contract import (
 )
 from stt_ros.model.specs import MODEL_SPECS
 from stt_ros.runtime.backend import Backend, BackendOutput, StreamState
+from stt_ros.runtime.calibration import DEFAULT_CALIB_FRAMES, calibration_descriptor
 from stt_ros.runtime.graph_io import SlotRing, check_graph, resolve_graph_path
-from stt_ros.runtime.tensorrt_build import DEFAULT_WORKSPACE_MIB, build_engine
+from stt_ros.runtime.tensorrt_build import DEFAULT_WORKSPACE_MIB, build_engine, timing_cache_path
 from stt_ros.runtime.tensorrt_cache import (
     PLAN_SUFFIXES,
     EngineKey,
@@ -51,8 +54,8 @@ from stt_ros.runtime.tensorrt_cache import (
     saved_field,
     write_plan,
 )
-from stt_ros.runtime.tensorrt_calibration import DEFAULT_CALIB_FRAMES, calibration_descriptor
 from stt_ros.runtime.tensorrt_cuda import DeviceBuffer, EngineError, PinnedArray, check, gpu_info, import_tensorrt
+from stt_ros.runtime.tensorrt_precision import precision_graph
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +145,13 @@ class TensorRTBackend(Backend):
                 # with frames: they are part of the key; without (at run time): whatever built the plan
                 calib = calibration_descriptor(calib_source, calib_frames) if calib_source is not None else \
                     saved_field(self.plan_path, "calibration")
-            key = EngineKey(file_sha256(path), config.precision, gpu, cc, trt.__version__, calib)
+            sha = file_sha256(path)
+            key = EngineKey(sha, config.precision, gpu, cc, trt.__version__, calib)
             reason = "rebuild requested" if rebuild else rebuild_reason(self.plan_path, key)
             if reason is not None:
                 log.info("TensorRT engine %s: building (%s)", self.plan_path.name, reason)
-                calib_cache = self.plan_path.with_suffix(".calib")
-                if config.precision == "int8" and calib_source is not None and calib_cache.is_file() and (
-                        rebuild or "calibration" in reason or "onnx_sha256" in reason):
-                    calib_cache.unlink()  # stale: other frames or another graph
-                plan = build_engine(trt, cudart, path, config, config.precision, workspace_mib, calib_source,
-                                    calib_frames, calib_cache, calib_topic)
+                typed = precision_graph(path, config.precision, config, calib_source, calib_frames, calib_topic, sha)
+                plan = build_engine(trt, typed, config.precision, workspace_mib, timing_cache_path(self.plan_path))
                 write_plan(self.plan_path, plan, key, {"config": meta.get(META_CONFIG, ""), "onnx": str(path),
                                                        "workspace_mib": workspace_mib})
             else:
@@ -210,7 +210,8 @@ class TensorRTBackend(Backend):
                                       kind.cudaMemcpyDeviceToHost, s), "class map download")
         logits = None
         if return_logits:
-            logits = np.empty(self.engine.get_tensor_shape(LOGITS_OUTPUT), np.float32)
+            logits = np.empty(self.engine.get_tensor_shape(LOGITS_OUTPUT),
+                              np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(LOGITS_OUTPUT))))
             check(cudart.cudaMemcpyAsync(logits.ctypes.data, state.device[LOGITS_OUTPUT].ptr, logits.nbytes,
                                           kind.cudaMemcpyDeviceToHost, s), "logits download")
         check(cudart.cudaStreamSynchronize(s), "cudaStreamSynchronize")

@@ -19,9 +19,9 @@ import sys
 import numpy as np
 
 from stt_ros.config import ConfigError, STTConfig, read_config_file
+from stt_ros.runtime.calibration import DEFAULT_CALIB_FRAMES
 from stt_ros.runtime.tensorrt_backend import TensorRTBackend
 from stt_ros.runtime.tensorrt_build import DEFAULT_WORKSPACE_MIB
-from stt_ros.runtime.tensorrt_calibration import DEFAULT_CALIB_FRAMES
 from stt_ros.runtime.tensorrt_cuda import EngineError
 
 _DESCRIPTION, _EXAMPLES = __doc__.split("\n\nExamples::\n\n")
@@ -80,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         backend = TensorRTBackend(cfg, workspace_mib=args.workspace_mib, calib_source=args.calib_dir,
                                   calib_frames=args.calib_frames, calib_topic=args.calib_topic,
                                   cuda_graph=args.cuda_graph, rebuild=args.rebuild, build_only=args.build_only)
-    except (ConfigError, EngineError) as exc:
+    except (ConfigError, EngineError, OSError) as exc:  # user-caused (missing file, package, GPU): no traceback
         print(f"stt-tensorrt: error: {exc}", file=sys.stderr)
         return 2
     print(f"stt-tensorrt: plan {backend.plan_path}")
     if args.build_only:
         return 0
-    median, steps = median_step_ms(backend, args.frames)
+    try:
+        median, steps = median_step_ms(backend, args.frames)
+    except (ConfigError, EngineError) as exc:
+        print(f"stt-tensorrt: error: {exc}", file=sys.stderr)
+        return 2
     print(f"stt-tensorrt: {cfg.model} {cfg.precision} {cfg.input_height}x{cfg.input_width}: median {median:.2f} ms "
           f"per step ({1e3 / median:.1f} fps) over {steps} steps with a full buffer")
     return 0

@@ -1,44 +1,85 @@
 """The TensorRT and cuda-python imports, and the few CUDA runtime calls the TensorRT backend makes.
 
-TensorRT (``pip install tensorrt``, >= 10) and cuda-python are imported here only, when a
-TensorRT backend is created, so every other backend works without them; a missing or too old
-package is a :class:`~stt_ros.config.ConfigError` saying what to install.
+TensorRT 10.x or 11.x (``pip install 'tensorrt>=10,<12'``) and cuda-python are imported here only, when a
+TensorRT backend is created, so every other backend works without them; a missing package, a missing
+library of it (named) or an unsupported version is a :class:`~stt_ros.config.ConfigError` saying what to install.
 """
 
 from __future__ import annotations
 
 import ctypes
+import re
 from typing import Any
 
 import numpy as np
 
 from stt_ros.config import ConfigError
 
-INSTALL_HINT = ("`pip install tensorrt cuda-python` (TensorRT >= 10 and cuda-python for your CUDA major version, "
-                "e.g. `pip install tensorrt-cu12 'cuda-python>=12,<13'`) on a machine with an NVIDIA GPU and driver")
+#: TensorRT majors this backend is written and API-checked against (test/deploy/test_tensorrt_api.py).
+SUPPORTED_MAJORS = (10, 11)
+SUPPORTED = "TensorRT 10.x or 11.x (setup.cfg: tensorrt>=10,<12)"
+INSTALL_HINT = ("`pip install 'tensorrt>=10,<12' cuda-python` (TensorRT 11 with CUDA 13: `pip install tensorrt-cu13 "
+                "'cuda-python>=13,<14'`; TensorRT 10 with CUDA 12: `pip install 'tensorrt-cu12>=10,<11' "
+                "'cuda-python>=12,<13'`) on a machine with an NVIDIA GPU and driver")
+_MISSING_LIB = re.compile(r"(lib[\w.+-]+\.so(?:\.[\w.]+)?)")
 
 
 class EngineError(RuntimeError):
     """A TensorRT engine could not be built, loaded or run; the message says why and what to do."""
 
 
+def missing_library(exc: BaseException) -> str | None:
+    """The shared library an ImportError/OSError says it cannot open (``libnvonnxparser.so.11``), if any."""
+    text = str(exc)
+    if "cannot open shared object" not in text and "No such file" not in text and "undefined symbol" not in text:
+        return None
+    found = _MISSING_LIB.search(text)
+    return found.group(1) if found else None
+
+
+def import_error_message(exc: BaseException, package: str = "tensorrt") -> str:
+    """What a failed ``import tensorrt`` means: the package is missing, or it is installed but one of
+    its libraries is not (the NVIDIA libraries come from another wheel or the TensorRT tar/deb)."""
+    lib = missing_library(exc)
+    if lib is not None:
+        return (f"backend=tensorrt: TensorRT's Python package is installed but its library {lib} cannot be loaded "
+                f"({exc}); install the TensorRT libraries of the same version (the tensorrt-cu12/-cu13 wheel pulls "
+                f"them in as tensorrt-cu12-libs/tensorrt-cu13-libs; a tar/deb install: put its lib directory on "
+                f"LD_LIBRARY_PATH). Supported: {SUPPORTED}")
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == package:
+        return f"backend=tensorrt needs TensorRT's Python package, which is not installed: {INSTALL_HINT}"
+    return f"backend=tensorrt: `import {package}` failed: {exc}. Supported: {SUPPORTED}; {INSTALL_HINT}"
+
+
+def check_version(version: str) -> None:
+    """ConfigError unless ``version`` is a TensorRT major this backend supports."""
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        raise ConfigError(f"backend=tensorrt: cannot read TensorRT's version {version!r}; supported: {SUPPORTED}"
+                          ) from None
+    if major not in SUPPORTED_MAJORS:
+        newer = " (newer than this stt_ros knows; its API may have changed)" if major > SUPPORTED_MAJORS[-1] else ""
+        raise ConfigError(f"backend=tensorrt: TensorRT {version} is installed{newer}; supported: {SUPPORTED}. "
+                          f"{INSTALL_HINT}")
+
+
 def import_tensorrt() -> tuple[Any, Any]:
-    """(tensorrt, cuda runtime bindings) or a ConfigError saying exactly what to install."""
+    """(tensorrt, cuda runtime bindings) or a ConfigError saying exactly what is wrong and what to install."""
     try:
         import tensorrt as trt
-    except ImportError as exc:
-        raise ConfigError(f"backend=tensorrt needs TensorRT's Python package, which is not installed: {INSTALL_HINT}"
-                          ) from exc
-    major = int(str(trt.__version__).split(".")[0])
-    if major < 10:
-        raise ConfigError(f"backend=tensorrt needs TensorRT >= 10, found {trt.__version__}: {INSTALL_HINT}")
+    except (ImportError, OSError) as exc:
+        raise ConfigError(import_error_message(exc)) from exc
+    check_version(trt.__version__)
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6 (12.9 and 13.x: same calls)
     except ImportError:
         try:
             from cuda import cudart  # older cuda-python
         except ImportError as exc:
-            raise ConfigError(f"backend=tensorrt needs cuda-python, which is not installed: {INSTALL_HINT}") from exc
+            lib = missing_library(exc)
+            what = f"cuda-python cannot load {lib} ({exc})" if lib else "cuda-python, which is not installed"
+            raise ConfigError(f"backend=tensorrt needs {what}: {INSTALL_HINT}") from exc
     return trt, cudart
 
 

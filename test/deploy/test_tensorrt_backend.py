@@ -14,6 +14,7 @@ import torch
 
 from stt_ros.config import ConfigError, STTConfig
 from stt_ros.runtime import create_backend
+from stt_ros.runtime.calibration import calibration_descriptor, calibration_images
 from stt_ros.runtime.tensorrt_cache import (
     EngineKey,
     engine_cache_path,
@@ -23,7 +24,6 @@ from stt_ros.runtime.tensorrt_cache import (
     sidecar_path,
     write_plan,
 )
-from stt_ros.runtime.tensorrt_calibration import calibration_descriptor, calibration_images
 from stt_testing.trt_emulation import tensorrt_gpu_skip_reason
 
 GPU_SKIP = tensorrt_gpu_skip_reason()
@@ -148,7 +148,7 @@ def test_selecting_tensorrt_without_it_says_what_to_install(tmp_path: Path) -> N
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"")
     cfg = STTConfig(backend="tensorrt", precision="int8", device="cuda", weights=str(onnx))
-    with pytest.raises(ConfigError, match=r"pip install tensorrt cuda-python.*TensorRT >= 10"):
+    with pytest.raises(ConfigError, match=r"not installed: `pip install 'tensorrt>=10,<12' cuda-python`"):
         create_backend(cfg)
     with pytest.raises(ConfigError, match="set device=cuda"):
         create_backend(cfg.replace(device="cpu"))
@@ -218,6 +218,15 @@ def small_graph(tmp_path_factory: pytest.TempPathFactory):
     return cfg, model, path
 
 
+#: the TensorRT majors the emulated tests run on; each emulates that major's API (trt_emulation)
+VERSIONS = ("10.0.0", "11.0.0")
+
+
+@pytest.fixture(params=VERSIONS, ids=lambda v: f"trt{v.split('.')[0]}")
+def trt_version(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 def emulate(monkeypatch: pytest.MonkeyPatch, version: str = "10.0.0", devices: int = 1):
     from stt_ros.runtime import tensorrt_backend
     from stt_testing import trt_emulation
@@ -235,24 +244,28 @@ def clip(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("cuda_graph", [False, True])
-def test_emulated_engine_caches_its_plan(small_graph, monkeypatch, cuda_graph: bool) -> None:
+def test_emulated_engine_caches_its_plan(small_graph, monkeypatch, cuda_graph: bool, trt_version: str) -> None:
     """Stream parity with torch (across a reset, with and without CUDA graphs) is the shared backend
-    test (test/runtime/test_backends.py); here the plan it runs is built once and then reused."""
+    test (test/runtime/test_backends.py); here the fp16 plan is built once, from the fp16 graph on a
+    strongly typed network (no precision flags: 11 has none), with a timing cache, and then reused."""
     from stt_ros.runtime import StreamingSegmenter
     from stt_ros.runtime.tensorrt_backend import TensorRTBackend
+    from stt_ros.runtime.tensorrt_build import timing_cache_path
 
     cfg, _, path = small_graph
-    trt, cudart = emulate(monkeypatch)
+    trt, cudart = emulate(monkeypatch, trt_version)
     trt_cfg = cfg.replace(backend="tensorrt", device="cuda", precision="fp16", weights=str(path))
     backend = create_backend(trt_cfg, cuda_graph=cuda_graph)
-    assert backend.plan_path == path.with_name("stt.fp16.emulated-gpu.trt10.0.0.plan")
+    assert backend.plan_path == path.with_name(f"stt.fp16.emulated-gpu.trt{trt_version}.plan")
     json_meta = json.loads(sidecar_path(backend.plan_path).read_text())
     assert json_meta["onnx_sha256"] == file_sha256(path) and json_meta["gpu"] == "Emulated GPU"
     builds = len(trt.builds)
-    assert builds <= 1 and (builds == 0 or trt.builds[-1] == ["FP16"])  # built once per module's plan
+    assert builds <= 1 and (builds == 0 or trt.builds[-1] == {"strongly_typed": True, "flags": [], "graph": "fp16"})
+    assert path.with_name("stt.fp16.onnx").is_file() and timing_cache_path(backend.plan_path).is_file()
     seg = StreamingSegmenter(backend)
     for f in clip(5):
-        seg.process(f)
+        out = seg.process(f, return_logits=True)
+    assert out.logits.dtype == np.float32 and np.isfinite(out.logits).all()  # fp16 inside, fp32 at the edges
     state = TensorRTBackend(trt_cfg, cuda_graph=cuda_graph).create_state()
     assert len(state.slots) == ET + 1 and len({s.ptr for s in state.slots}) == ET + 1
     assert len(trt.builds) == builds  # the cached plan was reused, not rebuilt
@@ -260,11 +273,27 @@ def test_emulated_engine_caches_its_plan(small_graph, monkeypatch, cuda_graph: b
         assert cudart.launches > 0
 
 
-def test_emulated_engine_binds_slots_without_copies(small_graph, monkeypatch) -> None:
+def test_emulated_rebuild_reuses_the_timing_cache(small_graph, monkeypatch, tmp_path: Path, trt_version: str) -> None:
+    from stt_ros.runtime.tensorrt_backend import TensorRTBackend
+    from stt_ros.runtime.tensorrt_build import timing_cache_path
+
+    cfg, _, path = small_graph
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(path.read_bytes())
+    trt, _ = emulate(monkeypatch, trt_version)
+    trt_cfg = cfg.replace(backend="tensorrt", device="cuda", precision="fp32", weights=str(onnx))
+    plan = TensorRTBackend(trt_cfg, build_only=True).plan_path
+    TensorRTBackend(trt_cfg, build_only=True, rebuild=True)
+    assert trt.timing_caches == [b"", b"timed;"]  # the second build started from the first one's timings
+    assert timing_cache_path(plan).read_bytes() == b"timed;timed;"
+    assert trt.builds[0] == {"strongly_typed": True, "flags": [], "graph": "fp32"}
+
+
+def test_emulated_engine_binds_slots_without_copies(small_graph, monkeypatch, trt_version: str) -> None:
     from stt_ros.runtime import StreamingSegmenter
 
     cfg, _, path = small_graph
-    _, cudart = emulate(monkeypatch)
+    _, cudart = emulate(monkeypatch, trt_version)
     backend = create_backend(cfg.replace(backend="tensorrt", device="cuda", weights=str(path)), cuda_graph=True)
     seg = StreamingSegmenter(backend)
     frames = clip(12, seed=2)
@@ -311,6 +340,10 @@ def test_emulated_cache_rebuilds_for_version_and_onnx_changes(small_graph, monke
     assert newer.plan_path.name == "m.fp32.emulated-gpu.trt10.1.0.plan" and len(trt.builds) == 1
     with pytest.raises(EngineError, match="built with TensorRT 10.0.0, this is 10.1.0"):
         TensorRTBackend(trt_cfg.replace(weights=str(plan_10_0)))
+    trt, _ = emulate(monkeypatch, "11.4.0.106")  # and across majors
+    assert TensorRTBackend(trt_cfg, build_only=True).plan_path.name == "m.fp32.emulated-gpu.trt11.4.0.106.plan"
+    with pytest.raises(EngineError, match="built with TensorRT 10.0.0, this is 11.4.0.106"):
+        TensorRTBackend(trt_cfg.replace(weights=str(plan_10_0)))
     sidecar_path(plan_10_0).unlink()  # no sidecar: TensorRT itself refuses the plan
     with pytest.raises(EngineError, match="cannot load"):
         TensorRTBackend(trt_cfg.replace(weights=str(plan_10_0)))
@@ -332,7 +365,8 @@ def test_emulated_errors_before_building(small_graph, monkeypatch) -> None:
     assert trt.builds == []  # refused before any build
 
 
-def test_emulated_int8_calibrates_on_frames_with_real_memory(small_graph, monkeypatch, tmp_path: Path) -> None:
+def test_emulated_int8_builds_a_qdq_graph_calibrated_on_real_memory(small_graph, monkeypatch, tmp_path: Path,
+                                                                     trt_version: str) -> None:
     from stt_ros.runtime.tensorrt_backend import TensorRTBackend
 
     cfg, model, path = small_graph
@@ -342,7 +376,7 @@ def test_emulated_int8_calibrates_on_frames_with_real_memory(small_graph, monkey
     frames.mkdir()
     for i, f in enumerate(clip(5, seed=3)):
         cv2.imwrite(str(frames / f"{i:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    trt, _ = emulate(monkeypatch)
+    trt, _ = emulate(monkeypatch, trt_version)
     calls = []
     from stt_ros.runtime import onnx_backend
 
@@ -352,16 +386,60 @@ def test_emulated_int8_calibrates_on_frames_with_real_memory(small_graph, monkey
                         or real_infer(self, image, state, return_logits))
     trt_cfg = cfg.replace(backend="tensorrt", device="cuda", precision="int8", weights=str(onnx))
     backend = TensorRTBackend(trt_cfg, calib_source=frames, calib_frames=4)
-    assert trt.builds == [["FP16", "INT8"]] and trt.calibrated == [4]
-    assert calls == [0, 1, 2, 3]  # each calibration frame saw the previous frames' memory (T=3 caps at 3)
-    assert backend.plan_path.with_suffix(".calib").read_bytes() == b"calibration table"
+    assert trt.builds == [{"strongly_typed": True, "flags": [], "graph": "int8"}]  # explicit quantization
+    assert calls[:4] == [0, 1, 2, 3]  # each calibration frame saw the previous frames' memory (T=3 caps at 3)
+    qdq = tmp_path / "m.int8.onnx"
+    import onnx as onnx_lib
+
+    ops = {n.op_type for n in onnx_lib.load(str(qdq)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    seg_out = backend.infer(clip(1)[0], backend.create_state())
+    assert seg_out.class_map.shape == (EH, EW)
     TensorRTBackend(trt_cfg)  # at run time, without frames: the cached int8 plan is used
     assert len(trt.builds) == 1
     cv2.imwrite(str(frames / "000.png"), np.zeros((EH, EW, 3), np.uint8))
+    mtime = qdq.stat().st_mtime_ns
     TensorRTBackend(trt_cfg, calib_source=frames, calib_frames=4)  # other frames: recalibrate
-    assert len(trt.builds) == 2 and trt.calibrated == [4, 4]
-    TensorRTBackend(trt_cfg, rebuild=True)  # rebuilding without frames: from the calibration cache
-    assert len(trt.builds) == 3 and trt.calibrated == [4, 4]
-    backend.plan_path.with_suffix(".calib").unlink()
+    assert len(trt.builds) == 2 and qdq.stat().st_mtime_ns != mtime
+    TensorRTBackend(trt_cfg, rebuild=True)  # rebuilding without frames: from the Q/DQ graph of the same source
+    assert len(trt.builds) == 3
+    qdq.unlink()
     with pytest.raises(ConfigError, match="needs calibration frames"):
         TensorRTBackend(trt_cfg, rebuild=True)
+
+
+def test_version_gate_names_the_installed_version_and_what_is_supported() -> None:
+    from stt_ros.runtime.tensorrt_cuda import check_version
+
+    for ok in ("10.0.1", "10.16.1.11", "11.4.0.106"):
+        check_version(ok)
+    for bad, extra in (("9.3.0", ""), ("12.0.0", "newer than this stt_ros knows"), ("x", "cannot read")):
+        with pytest.raises(ConfigError, match="TensorRT 10.x or 11.x") as info:
+            check_version(bad)
+        assert bad in str(info.value) and extra in str(info.value)
+
+
+def test_import_errors_say_which_library_is_missing() -> None:
+    from stt_ros.runtime.tensorrt_cuda import import_error_message, missing_library
+
+    exc = ImportError("libnvonnxparser.so.11: cannot open shared object file: No such file or directory")
+    assert missing_library(exc) == "libnvonnxparser.so.11"
+    msg = import_error_message(exc)
+    assert "installed but its library libnvonnxparser.so.11 cannot be loaded" in msg and "not installed" not in msg
+    assert missing_library(OSError("libnvinfer.so.10: cannot open shared object file")) == "libnvinfer.so.10"
+    gone = ModuleNotFoundError("No module named 'tensorrt'", name="tensorrt")
+    assert "which is not installed" in import_error_message(gone)
+    other = ImportError("tensorrt_bindings/tensorrt.so: undefined symbol: getPluginRegistry")
+    assert "import tensorrt` failed" in import_error_message(other) or "cannot be loaded" in import_error_message(other)
+
+
+def test_stt_tensorrt_reports_user_errors_without_a_traceback(tmp_path: Path, capsys, monkeypatch) -> None:
+    from stt_ros.runtime import tensorrt_backend, tensorrt_cli
+
+    def no_tensorrt() -> None:
+        raise ConfigError("backend=tensorrt: TensorRT 12.0.0 is installed; supported: TensorRT 10.x or 11.x")
+
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", no_tensorrt)
+    assert tensorrt_cli.main(["--onnx", str(tmp_path / "missing.onnx"), "--build-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stt-tensorrt: error:") and "Traceback" not in err and "12.0.0" in err

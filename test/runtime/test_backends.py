@@ -45,7 +45,9 @@ class TestTensorRTEmulated(BackendTester):
         cudart = trt_emulation.FakeCudart()
         trt = trt_emulation.make_fake_tensorrt(cudart)
         request.getfixturevalue("monkeypatch").setattr(tensorrt_backend, "import_tensorrt", lambda: (trt, cudart))
-        cfg = graph.config.replace(backend="tensorrt", device="cuda", precision="fp16", weights=str(graph.path))
+        # fp32: parity with torch is an fp32 property; an fp16 engine now runs the fp16 graph (strong
+        # typing), whose emulated build and run are test/deploy/test_tensorrt_backend.py's
+        cfg = graph.config.replace(backend="tensorrt", device="cuda", precision="fp32", weights=str(graph.path))
         return create_backend(cfg, cuda_graph=self.cuda_graph)
 
 

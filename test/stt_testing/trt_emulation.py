@@ -1,4 +1,4 @@
-"""A CPU stand-in for the parts of the TensorRT 10 and cuda-python runtime APIs the TensorRT backend
+"""A CPU stand-in for the parts of the TensorRT 10/11 and cuda-python runtime APIs the TensorRT backend
 calls, so its Python code (cache, build flow, calibrator, bindings, slot rotation, CUDA-graph
 keying) runs on machines without a GPU. It is not TensorRT: the "engine" is the ONNX graph run by
 onnxruntime, "device memory" is host memory, streams run synchronously, and a captured "CUDA
@@ -131,11 +131,20 @@ class FakeCudart:
         return (_Err.cudaSuccess,)
 
 
+#: what each emulated TensorRT major has and lacks (checked against the real bindings of 10.16.1.11 and
+#: 11.4.0.106 by test/deploy/test_tensorrt_api.py): 11 removed the precision builder flags, implicit int8
+#: calibration (IBuilderConfig.int8_calibrator, the IInt8*Calibrator classes) and QuantizationFlag.
+REMOVED_IN_11 = ("BuilderFlag.FP16", "BuilderFlag.INT8", "IBuilderConfig.int8_calibrator", "IInt8EntropyCalibrator2",
+                 "QuantizationFlag")
+
+
 def make_fake_tensorrt(cudart: FakeCudart, version: str = "10.0.0") -> Any:
-    """A module-like namespace with the TensorRT names the backend uses."""
+    """A module-like namespace with the TensorRT names the backend uses, as TensorRT ``version``'s
+    major (10 or 11) has them: a name that major lacks is absent (AttributeError), as it is there."""
     import onnxruntime as ort
 
-    trt = SimpleNamespace(__version__=version, builds=[], calibrated=[])
+    major = int(version.split(".")[0])
+    trt = SimpleNamespace(__version__=version, builds=[], timing_caches=[])
 
     class Logger:
         WARNING = 2
@@ -147,13 +156,12 @@ def make_fake_tensorrt(cudart: FakeCudart, version: str = "10.0.0") -> Any:
         INPUT = 1
         OUTPUT = 2
 
-    class IInt8EntropyCalibrator2:
-        def __init__(self) -> None:
-            pass
+    class NetworkDefinitionCreationFlag(enum.IntEnum):
+        STRONGLY_TYPED = 1  # also EXPLICIT_BATCH (0) in 10, ignored; 11 dropped it
 
     class Network:
-        def __init__(self) -> None:
-            self.onnx = b""
+        def __init__(self, flags: int) -> None:
+            self.onnx, self.flags = b"", flags
 
     class OnnxParser:
         def __init__(self, network: Network, logger: Logger) -> None:
@@ -163,9 +171,21 @@ def make_fake_tensorrt(cudart: FakeCudart, version: str = "10.0.0") -> Any:
             self.network.onnx = data
             return True
 
+    class TimingCache:
+        def __init__(self, data: bytes) -> None:
+            self.data = bytes(data)
+
+        def serialize(self) -> memoryview:  # IHostMemory: a buffer
+            return memoryview(self.data)
+
     class BuilderConfig:
+        # only the attributes the real IBuilderConfig of this major has: setting another one fails
+        __slots__ = ("flags", "pools", "timing_cache") + (("int8_calibrator",) if major < 11 else ())
+
         def __init__(self) -> None:
-            self.flags, self.int8_calibrator, self.pools = set(), None, {}
+            self.flags, self.pools, self.timing_cache = set(), {}, None
+            if major < 11:
+                self.int8_calibrator = None
 
         def set_memory_pool_limit(self, pool: str, nbytes: int) -> None:
             self.pools[pool] = nbytes
@@ -173,26 +193,42 @@ def make_fake_tensorrt(cudart: FakeCudart, version: str = "10.0.0") -> Any:
         def set_flag(self, flag: str) -> None:
             self.flags.add(flag)
 
+        def create_timing_cache(self, serialized: bytes) -> TimingCache:
+            return TimingCache(serialized)
+
+        def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+            self.timing_cache = cache
+            return True
+
+        def get_timing_cache(self) -> TimingCache:
+            return self.timing_cache
+
     class Builder:
         def __init__(self, logger: Logger) -> None:
             pass
 
         def create_network(self, flags: int) -> Network:
-            return Network()
+            return Network(flags)
 
         def create_builder_config(self) -> BuilderConfig:
             return BuilderConfig()
 
         def build_serialized_network(self, network: Network, config: BuilderConfig) -> bytes:
-            calib = config.int8_calibrator
-            if calib is not None and calib.read_calibration_cache() is None:
-                names = [i.name for i in ort.InferenceSession(network.onnx).get_inputs()]
-                n = 0
-                while calib.get_batch(names) is not None:
-                    n += 1
-                calib.write_calibration_cache(b"calibration table")
-                trt.calibrated.append(n)
-            trt.builds.append(sorted(config.flags))
+            import onnx
+
+            from stt_ros.runtime.tensorrt_precision import graph_precision
+
+            typed = bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+            if typed and config.flags & {"FP16", "INT8", "BF16"}:
+                return None  # TensorRT: precision flags are an error on a strongly typed network
+            if major < 11 and config.int8_calibrator is not None:
+                raise AssertionError("the emulation does not run implicit (calibrator) int8; use Q/DQ")
+            cache = config.timing_cache
+            trt.timing_caches.append(None if cache is None else cache.data)
+            if cache is not None:
+                cache.data = cache.data + b"timed;"  # the build adds its measurements
+            trt.builds.append({"strongly_typed": typed, "flags": sorted(config.flags),
+                               "graph": graph_precision(onnx.load_from_string(network.onnx))})
             return version.encode() + b"|" + network.onnx  # the "plan": version tag + graph
 
     class Context:
@@ -225,7 +261,7 @@ def make_fake_tensorrt(cudart: FakeCudart, version: str = "10.0.0") -> Any:
         def __init__(self, onnx: bytes) -> None:
             self.session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
             types = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
-                     "tensor(int32)": np.int32}
+                     "tensor(int32)": np.int32, "tensor(float16)": np.float16}
             self.io = {v.name: (tuple(v.shape), np.dtype(types[v.type]), mode)
                        for vals, mode in ((self.session.get_inputs(), TensorIOMode.INPUT),
                                           (self.session.get_outputs(), TensorIOMode.OUTPUT)) for v in vals}
@@ -255,9 +291,19 @@ def make_fake_tensorrt(cudart: FakeCudart, version: str = "10.0.0") -> Any:
             tag, _, onnx = plan.partition(b"|")
             return Engine(onnx) if tag.decode() == version else None  # plans do not cross versions
 
-    trt.Logger, trt.TensorIOMode, trt.IInt8EntropyCalibrator2 = Logger, TensorIOMode, IInt8EntropyCalibrator2
+    trt.Logger, trt.TensorIOMode = Logger, TensorIOMode
+    trt.NetworkDefinitionCreationFlag = NetworkDefinitionCreationFlag
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
-    trt.BuilderFlag = SimpleNamespace(FP16="FP16", INT8="INT8")
+    trt.IBuilderConfig, trt.ITimingCache = BuilderConfig, TimingCache
+    trt.BuilderFlag = SimpleNamespace(TF32="TF32", BF16="BF16")
     trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.nptype = lambda dtype: dtype
+    if major < 11:  # deprecated in 10 (FP16/INT8 flags since 10.12, calibrators since 10.1), removed in 11
+        class IInt8EntropyCalibrator2:
+            def __init__(self) -> None:
+                pass
+
+        trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
+        trt.BuilderFlag.FP16, trt.BuilderFlag.INT8 = "FP16", "INT8"
+        trt.QuantizationFlag = SimpleNamespace(CALIBRATE_BEFORE_FUSION="CALIBRATE_BEFORE_FUSION")
     return trt
