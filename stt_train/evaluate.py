@@ -316,6 +316,10 @@ def build_parser(prog: str = "stt-eval") -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, help="frames per evaluation clip for Cityscapes/CamVid (default T+1) "
                                                    "or first N frames of each SynthDrive sequence")
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
+    parser.add_argument("--backend", default="torch", choices=("torch", "openvino", "auto"),
+                        help="inference backend on the CPU (default: torch, the reference)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
+                        help="precision (bf16: torch or openvino; int8: openvino, calibrated on SynthDrive frames)")
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--markdown", help="write a Markdown table here")
     parser.add_argument("--no-progress", action="store_true")
@@ -348,7 +352,8 @@ def run_cli(args: argparse.Namespace, prog: str = "stt-eval",
                 over[key[6:]] = yaml.safe_load(value)
             model_cfg = model_config_from_weights(args.weights, over)
             dataset, root, split, stride = args.dataset, args.root, args.split or "val", 1
-        model_cfg = model_cfg.replace(weights=args.weights, backend="torch", device="cpu")
+        model_cfg = model_cfg.replace(weights=args.weights, backend=getattr(args, "backend", "torch"),
+                                      precision=getattr(args, "precision", "fp32"), device="cpu")
         flow = args.flow or ("gt" if dataset == "synthdrive" and args.tc_protocol == "stt_ros" else "dis")
         check_tc_protocol(args.tc_protocol, flow)
         ds, seqs = eval_dataset(dataset, root, split, model_cfg, stride, args.frames)
