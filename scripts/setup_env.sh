@@ -80,6 +80,7 @@ else
   echo "setup: $SHARED/ros2-launch not found: no ros2 launch in .venv (its tests will skip)"
 fi
 
+bash scripts/install_trt_bindings.sh  # TensorRT 10/11 bindings for the API check (test_tensorrt_api.py)
 if [ ${#did[@]} -eq 0 ]; then
   echo "setup: up to date ($(( $(date +%s) - t0 )) s, nothing redone)"
 else
