@@ -44,8 +44,9 @@ Computation (``method="tiles"``, the default): the map is cut into square query 
 per-(query, key) mask "key inside this query's own window and inside the map". The attention is
 the same per query as with one gathered window per query; the key blocks come from one gather of
 a small static table (:func:`tile_tables`), so the work is a few large matmuls and one softmax
-instead of a gathered copy of every query's keys. Every tile is computed (TR = 0.5 selects
-positions in nearly every tile), and the result is merged at the selected positions only.
+instead of a gathered copy of every query's keys. ``forward`` computes the tiles that hold a
+selected query (about 3/4 of the 4x4 tiles at TR = 0.5), the static export formulation every tile;
+the result is merged at the selected positions only.
 ``method="gather"`` keeps the previous formulation (one gathered window per selected query), the
 reference the tests and benchmarks compare against.
 
@@ -382,8 +383,9 @@ class SparseTemporalTransformer(nn.Module):
                        n_frames: int) -> Tensor:
         """``forward`` as dense products per query tile: each t x t tile of the map attends to the union
         of its queries' windows in each frame (its box grown by l_k), as one batched matmul over the tiles,
-        with a per-(query, key) mask "inside this query's own window and inside the map". Every tile is
-        computed; the refined rows are merged at the selected positions only."""
+        with a per-(query, key) mask "inside this query's own window and inside the map". Only the tiles
+        that hold a selected query are computed (the export formulation computes every tile: static
+        shapes); the refined rows are merged at the selected positions only."""
         b, c, h, w = feat.shape
         hw, hd, heads = h * w, self.head_dim, self.heads
         q = self.queries(feat)
@@ -406,23 +408,27 @@ class SparseTemporalTransformer(nn.Module):
         key_term = None
         if self.affinity == "l2":  # -|k|^2 / sqrt(d) per memory row, gathered like the keys
             norms = memory[..., :hd].square().sum(-1).mul_(-hd ** -0.5).reshape(b, s * heads * hw)
+        # only the tiles that hold a selected query of some batch item (the others' slots are never read)
+        slot = tab.slot.to(dev)
+        active = torch.unique(slot[sel] // tt)  # sorted tile ids
         out = qt.new_empty(b, heads, n_tiles, tt, hd)
         step = max(1, TILE_CHUNK_QUERIES // tt)
-        for i in range(0, n_tiles, step):
-            j = min(i + step, n_tiles)
-            rows = idx[:, i:j].reshape(-1)
-            kv = mem.index_select(1, rows).view(b, heads, j - i, n_keys, 2 * hd)
-            logits = torch.matmul(qt[:, :, i:j], kv[..., :hd].transpose(-1, -2))  # (B, heads, m, tt, K)
+        for i in range(0, int(active.numel()), step):
+            ids = active[i:i + step]
+            m = int(ids.numel())
+            rows = idx.index_select(1, ids).reshape(-1)
+            kv = mem.index_select(1, rows).view(b, heads, m, n_keys, 2 * hd)
+            logits = torch.matmul(qt.index_select(2, ids), kv[..., :hd].transpose(-1, -2))  # (B, heads, m, tt, K)
             if self.affinity == "l2":
-                key_term = norms.index_select(1, rows).view(b, heads, j - i, 1, n_keys)
+                key_term = norms.index_select(1, rows).view(b, heads, m, 1, n_keys)
                 logits += key_term
-            mask = blocked[i:j] if invalid is None else blocked[i:j] | invalid
-            logits.masked_fill_(mask, float("-inf"))
-            out[:, :, i:j] = torch.matmul(logits.softmax(-1), kv[..., hd:])
+            mask = blocked.index_select(0, ids)
+            logits.masked_fill_(mask if invalid is None else mask | invalid, float("-inf"))
+            out.index_copy_(2, ids, torch.matmul(logits.softmax(-1), kv[..., hd:]))
         # the selected positions' rows: query slot of each, per batch item
         n_slots = n_tiles * tt
         rows_out = out.permute(0, 2, 3, 1, 4).reshape(b * n_slots, heads * hd)
-        slot_sel = (tab.slot.to(dev)[sel] + torch.arange(b, device=dev)[:, None] * n_slots).reshape(-1)
+        slot_sel = (slot[sel] + torch.arange(b, device=dev)[:, None] * n_slots).reshape(-1)
         upd = self.out_proj(rows_out.index_select(0, slot_sel))  # (B*N, C)
         if valid is not None:  # a batch item without any valid frame keeps its features (softmax gave NaN)
             upd = torch.where(valid.any(1).repeat_interleave(n_sel)[:, None], upd, upd.new_zeros(()))
