@@ -24,6 +24,11 @@ constant K <= 3840 (TensorRT's limit); key positions are computed from the selec
 each frame's window is one Gather per query chunk (``--query-chunk`` queries bound the gathered
 keys/values); the refined rows go back with a ScatterND without reduction.
 
+``--precision fp16`` writes the float16 graph and ``--precision int8`` the Q/DQ graph calibrated on
+``--calib-dir`` frames (:mod:`stt_ros.runtime.tensorrt_precision`; the graph's inputs and outputs keep
+their types): what a strongly typed TensorRT 10/11 network builds those precisions from. The
+TensorRT backend derives them itself from the fp32 graph; these flags write them ahead of time.
+
 The file carries its config in the ONNX metadata (``stt_ros.config``), so a backend can refuse a
 graph exported for other settings. Writing is atomic: a failed export leaves no file behind.
 
@@ -33,6 +38,10 @@ Examples::
         --output models/stt_bise18_synthdrive.onnx
     stt-export --model stt_bise18 --input-height 1024 --input-width 2048 --output /tmp/stt_1024.onnx
     stt-export --model bise18 --num-classes 11 --logits --output /tmp/bise18_camvid.onnx
+    stt-export --config models/stt_bise18_synthdrive.yaml --precision fp16 \\
+        --output models/stt_bise18_synthdrive.fp16.onnx
+    stt-export --config models/stt_bise18_synthdrive.yaml --precision int8 \\
+        --calib-dir data/synthdrive/leftImg8bit_sequence/train --output models/stt_bise18_synthdrive.int8.onnx
 """
 
 from __future__ import annotations
@@ -238,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="queries per attention chunk in the graph (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights (default: %(default)s)")
     p.add_argument("--no-check", action="store_true", help="skip onnx.checker and the TensorRT rule checks")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="graph precision: fp16 (float16 inside) or int8 (Q/DQ, needs --calib-dir) "
+                   "(default: %(default)s)")
+    p.add_argument("--calib-dir", metavar="PATH", help="int8: directory of images (consecutive frames) or a rosbag2")
+    p.add_argument("--calib-topic", help="int8 from a bag with several image topics: the topic to use")
+    p.add_argument("--calib-frames", type=int, default=100, help="int8: calibration frames (default: %(default)s)")
     group = p.add_argument_group("config fields (override the YAML; defaults: STTConfig's)")
     for f in fields(STTConfig):
         if f.name in _NOT_FLAGS:
@@ -253,6 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
             kw["choices"] = f.metadata["choices"]
         group.add_argument(_flag(f.name), **kw)
     return p
+
+
+def write_precision(fp32_graph: str | Path, output: str | Path, precision: str, config: STTConfig,
+                    calib_dir: str | Path | None = None, calib_frames: int = 100, calib_topic: str | None = None
+                    ) -> Path:
+    """Write the ``precision`` (fp16 or int8 Q/DQ) graph of ``fp32_graph`` to ``output`` (atomically)."""
+    import onnx
+
+    from stt_ros.runtime.tensorrt_precision import to_fp16, to_qdq
+    from stt_ros.weights import atomic_write
+
+    output = Path(output)
+    if precision == "fp16":
+        data = to_fp16(onnx.load(str(fp32_graph))).SerializeToString()
+        atomic_write(output, lambda tmp: Path(tmp).write_bytes(data))
+    elif precision == "int8":
+        if calib_dir is None:
+            raise ExportError("--precision int8 needs --calib-dir (a directory of images or a rosbag2)")
+        to_qdq(Path(fp32_graph), output, config, calib_dir, calib_frames, calib_topic)
+    else:
+        raise ExportError(f"precision {precision!r}: use fp32, fp16 or int8")
+    return output
 
 
 def config_from_args(args: argparse.Namespace) -> STTConfig:
@@ -292,13 +329,25 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     print(f"stt-export: {cfg.model} at {cfg.input_height}x{cfg.input_width}, T={cfg.key_frames}, "
           f"classes={cfg.num_classes}, opset {args.opset}, weights: {note}")
+    if args.precision == "int8" and not args.calib_dir:
+        parser.error("--precision int8 needs --calib-dir (a directory of images or a rosbag2)")
+    output = Path(args.output)
+    fp32_out = output if args.precision == "fp32" else output.with_name(output.stem + ".fp32-tmp.onnx")
     try:
-        result = export_step(model, cfg, args.output, opset=args.opset, with_logits=args.logits,
+        result = export_step(model, cfg, fp32_out, opset=args.opset, with_logits=args.logits,
                              query_chunk=args.query_chunk, check=not args.no_check, weights_note=note)
-    except ExportError as exc:
+        if args.precision != "fp32":
+            write_precision(fp32_out, output, args.precision, cfg, args.calib_dir, args.calib_frames,
+                            args.calib_topic)
+    except (ExportError, ConfigError) as exc:
         print(f"stt-export: error: {exc}", file=sys.stderr)
         return 1
-    print(result.describe())
+    finally:
+        if fp32_out != output:
+            fp32_out.unlink(missing_ok=True)
+    if args.precision != "fp32":
+        result = dataclasses.replace(result, path=output, size_bytes=output.stat().st_size)
+    print(result.describe() + ("" if args.precision == "fp32" else f" ({args.precision} graph)"))
     for problem in result.problems:
         print(f"stt-export: warning: {problem}", file=sys.stderr)
     return 0
