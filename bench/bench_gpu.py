@@ -76,13 +76,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_backends(model_name: str, args: argparse.Namespace, workdir: Path, frames: list[np.ndarray]) -> dict:
+def make_backends(model_name: str, args: argparse.Namespace, workdir: Path, frames: list[np.ndarray],
+                  failed: dict[str, str]) -> dict:
+    """The variants' backends; a variant that cannot be created goes to ``failed`` (name -> why), the others on."""
     import cv2
     import torch
 
     from stt_ros.config import STTConfig
     from stt_ros.model.zoo import build_model
-    from stt_ros.runtime import create_backend
     from stt_ros.weights import load_weights
     from stt_train.export import export_step
 
@@ -107,36 +108,57 @@ def make_backends(model_name: str, args: argparse.Namespace, workdir: Path, fram
     backends = {}
     for v in args.variants:
         t0 = time.perf_counter()
-        if v == "torch-fp32":
-            backends[v] = create_backend(cfg, model)
-        elif v == "torch-fp16":
-            torch.manual_seed(0)
-            m16 = build_model(cfg).eval()
-            m16.load_state_dict(model.state_dict())
-            backends[v] = create_backend(cfg.replace(precision="fp16"), m16)
-        elif v == "ort-cuda":
-            backends[v] = create_backend(cfg.replace(backend="onnxruntime", weights=str(onnx)),
-                                         providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-        elif v.startswith("trt-"):
-            prec = v.split("-")[1]
-            opts = {"cuda_graph": args.cuda_graph}
-            if prec == "int8":
-                opts.update(calib_source=calib, calib_frames=args.calib_frames)
-            backends[v] = create_backend(cfg.replace(backend="tensorrt", precision=prec, weights=str(onnx)), **opts)
+        try:
+            backends[v] = _make_variant(v, cfg, model, onnx, calib, args)
+        except Exception as exc:  # noqa: BLE001 (one variant's failure, e.g. no TensorRT, must not hide the others)
+            failed[v] = f"{type(exc).__name__}: {exc}"
+            print(f"  {model_name} {v}: FAILED: {failed[v]}", flush=True)
+            continue
         print(f"  {model_name} {v}: ready in {time.perf_counter() - t0:.0f} s", flush=True)
     return backends
+
+
+def _make_variant(v: str, cfg, model, onnx: Path, calib: str | None, args: argparse.Namespace):
+    import torch
+
+    from stt_ros.model.zoo import build_model
+    from stt_ros.runtime import create_backend
+
+    if v == "torch-fp32":
+        return create_backend(cfg, model)
+    if v == "torch-fp16":
+        torch.manual_seed(0)
+        m16 = build_model(cfg).eval()
+        m16.load_state_dict(model.state_dict())
+        return create_backend(cfg.replace(precision="fp16"), m16)
+    if v == "ort-cuda":
+        return create_backend(cfg.replace(backend="onnxruntime", weights=str(onnx)),
+                              providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    prec = v.split("-")[1]  # trt-fp16, trt-int8: strongly typed engines from the fp16 / Q/DQ graph
+    opts = {"cuda_graph": args.cuda_graph}
+    if prec == "int8":
+        opts.update(calib_source=calib, calib_frames=args.calib_frames)
+    return create_backend(cfg.replace(backend="tensorrt", precision=prec, weights=str(onnx)), **opts)
 
 
 def run_model(model_name: str, args: argparse.Namespace, workdir: Path, frames: list[np.ndarray]) -> dict:
     from stt_ros.runtime import StreamingSegmenter
 
-    backends = make_backends(model_name, args, workdir, frames)
+    failed: dict[str, str] = {}
+    backends = make_backends(model_name, args, workdir, frames, failed)
     segs = {v: StreamingSegmenter(b, output_size="network") for v, b in backends.items()}
+    if not segs:
+        raise RuntimeError(f"no variant could run: {failed}")
     cap = max(s.capacity for s in segs.values())
     warm = cap + args.warmup
     for i in range(warm):
-        for s in segs.values():
-            s.process(frames[i % len(frames)])
+        for v in list(segs):
+            try:
+                segs[v].process(frames[i % len(frames)])
+            except Exception as exc:  # noqa: BLE001 (a variant that fails to run drops out alone)
+                failed[v] = f"{type(exc).__name__}: {exc}"
+                print(f"  {model_name} {v}: FAILED while running: {failed[v]}", flush=True)
+                del segs[v]
     names = list(segs)
     times: dict[str, list[float]] = {v: [] for v in names}
     agree: dict[str, list[float]] = {v: [] for v in names}
@@ -154,7 +176,8 @@ def run_model(model_name: str, args: argparse.Namespace, workdir: Path, frames: 
                 agree[v].append(float((masks[v] == ref).mean()))
     med = {v: statistics.median(t) for v, t in times.items()}
     return {"model": model_name, "median_ms": med, "fps": {v: 1e3 / m for v, m in med.items()},
-            "mask_agreement_with_torch_fp32": {v: min(a) for v, a in agree.items() if a}, "samples_ms": times}
+            "mask_agreement_with_torch_fp32": {v: min(a) for v, a in agree.items() if a}, "samples_ms": times,
+            "failed": failed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     reason = gpu_missing()
     if reason is not None:
         print(f"bench_gpu: no GPU here: {reason}. Nothing measured; run this on a machine with an NVIDIA GPU "
-              f"(torch with CUDA, onnxruntime-gpu, tensorrt >= 10 and cuda-python installed).")
+              f"(torch with CUDA, onnxruntime-gpu, TensorRT 10.x or 11.x and cuda-python installed).")
         return 0
     import torch
     from bench_stt_step import synthetic_frames
@@ -178,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             try:
                 results.append(run_model(name, args, workdir, frames))
-            except Exception as exc:  # a variant that cannot run here (e.g. no TensorRT): say so, go on
+            except Exception as exc:  # noqa: BLE001 (export failed, or no variant ran): say so, go on
                 print(f"  {name}: FAILED: {type(exc).__name__}: {exc}", flush=True)
     print()
     print(f"  {'fps (median)':<14}" + "".join(f"{v:>12}" for v in args.variants))
@@ -190,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                                                       for v in args.variants))
             print(f"  {'  masks = fp32':<14}" + "".join(
                 f"{100 * r['mask_agreement_with_torch_fp32'].get(v, float('nan')):11.2f}%" for v in args.variants))
+        for v, why in r["failed"].items():
+            print(f"  {'':<14}{v} failed: {why}")
     print(f"  reference: BiSeNetV1-R18 TensorRT 10 on an A40 at 1024x2048: {REFERENCE_FPS['bise18']} fps; "
           f"paper STT-BiSe18: {REFERENCE_FPS['stt_bise18']['paper']} fps")
     if args.json:
