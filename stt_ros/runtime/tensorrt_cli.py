@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda", help="cuda or cuda:N (default: %(default)s)")
     p.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB, help="builder workspace limit "
                    "(default: %(default)s)")
-    p.add_argument("--calib-dir", help="int8: directory of images (sorted, consecutive frames) or a rosbag2")
+    p.add_argument("--calib-dir", help="int8: directory of images (sorted, consecutive frames) or a rosbag2 to "
+                   "calibrate the Q/DQ graph on (once; then the plan or <onnx stem>.int8.onnx is reused)")
     p.add_argument("--calib-topic", help="int8 from a bag with several image topics: the topic to use")
     p.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES, help="int8: frames (default: %(default)s)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the cached plan is up to date")

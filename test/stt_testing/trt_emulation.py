@@ -23,7 +23,7 @@ OK = 0
 def tensorrt_gpu_skip_reason() -> str | None:
     """Why the real TensorRT backend cannot run on this machine (None: it can)."""
     if importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (pip install tensorrt cuda-python on a GPU machine)"
+        return "TensorRT is not installed (pip install 'tensorrt>=10,<12' cuda-python on a GPU machine)"
     try:
         from cuda.bindings import runtime as cudart
     except ImportError:
