@@ -4,9 +4,9 @@ BiSe18 and the STT-BiSe18 streaming step, in one run.
 
 Each model (random weights, one seed: timing does not depend on them) is exported once with
 ``stt-export``'s ``export_step``; every engine runs it through the real backends
-(``create_backend``) on the same synthetic video (bench_stt_step's). Each engine's stream is warmed
-up until its ring buffer is full, then the engines take turns, one step each per round (the order
-rotates every round), so a busy machine slows them alike; medians of the network time are
+(``create_backend``) on the same synthetic video (bench_stt_step's). Each stream is warmed up until
+its ring buffer is full, then all (model, engine) pairs take turns, one step each per round (the
+order rotates every round), so a busy machine slows them alike; medians of the network time are
 reported with the STT / per-frame ratio per engine and the class-map agreement with torch fp32
 (random weights have flat logits, so low agreement there says little about a trained model).
 bf16 runs only where the CPU has it (AVX512-BF16 or AMX: see the flags printed first); int8 is
@@ -125,28 +125,32 @@ def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, calib: Pat
     return out
 
 
-def run_model(cfg: STTConfig, frames: list[np.ndarray], backends: dict[str, Any], reps: int,
-              warmup: int) -> dict[str, dict[str, float]]:
-    """Interleaved rounds: each engine one step per round, the order rotating; network-time medians."""
-    states = {name: b.create_state() for name, b in backends.items()}
-    names = list(backends)
-    fill = cfg.key_frames if cfg.temporal else 0
-    times: dict[str, list[float]] = {n: [] for n in names}
-    agree: dict[str, list[float]] = {n: [] for n in names}
+def run_rounds(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[np.ndarray], reps: int,
+               warmup: int) -> dict[tuple[str, str], dict[str, float]]:
+    """Interleaved rounds over every (model, engine): each one step per round, the order rotating, so
+    both models of an engine see the same load; medians of the network time and the class-map
+    agreement with the same model on torch fp32."""
+    keys = list(runs)
+    states = {k: runs[k][1].create_state() for k in keys}
+    fill = max(cfg.key_frames if cfg.temporal else 0 for cfg, _ in runs.values())
+    times: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    agree: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
     for i in range(fill + warmup + reps):
         frame = frames[i % len(frames)]
-        order = names[i % len(names):] + names[:i % len(names)]
+        measured = i >= fill + warmup
         maps = {}
-        for name in order:
+        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
             t0 = time.perf_counter()
-            maps[name] = backends[name].infer(frame, states[name]).class_map
-            if i >= fill + warmup:
-                times[name].append((time.perf_counter() - t0) * 1e3)
-        if i >= fill + warmup and "torch-fp32" in maps:
-            for name in names:
-                agree[name].append(float((maps[name] == maps["torch-fp32"]).mean()))
-    return {n: {"ms": statistics.median(times[n]), "agree": statistics.mean(agree[n]) if agree[n] else float("nan")}
-            for n in names}
+            maps[k] = runs[k][1].infer(frame, states[k]).class_map
+            if measured:
+                times[k].append((time.perf_counter() - t0) * 1e3)
+        if measured:
+            for model, engine in keys:
+                ref = maps.get((model, "torch-fp32"))
+                if ref is not None:
+                    agree[model, engine].append(float((maps[model, engine] == ref).mean()))
+    return {k: {"ms": statistics.median(times[k]), "agree": statistics.mean(agree[k]) if agree[k] else float("nan")}
+            for k in keys}
 
 
 def write_calibration_folder(frames: list[np.ndarray], folder: Path, n: int) -> Path:
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             n_frames = max(args.key_frames + warmup + reps, args.calib_frames)
             frames = synthetic_frames(h, w, n_frames, seed=args.seed)
             calib = write_calibration_folder(frames, Path(tmp) / f"calib_{h}x{w}", args.calib_frames)
-            per_size: dict[str, Any] = {}
+            runs: dict[tuple[str, str], tuple[STTConfig, Any]] = {}
             for model_name in ("bise18", "stt_bise18"):
                 torch.manual_seed(args.seed)
                 cfg = STTConfig(model=model_name, input_height=h, input_width=w, key_frames=args.key_frames)
@@ -182,9 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                 onnx.parent.mkdir()
                 print(f"\n{model_name} {h}x{w}: exporting, building the engines")
                 export_step(model, cfg, onnx)
-                backends = make_backends(cfg, model, onnx, calib, args.engines, facts, args.calib_frames)
-                per_size[model_name] = run_model(cfg, frames, backends, reps, warmup)
-                del backends
+                for engine, backend in make_backends(cfg, model, onnx, calib, args.engines, facts,
+                                                     args.calib_frames).items():
+                    runs[model_name, engine] = (cfg, backend)
+            timed = run_rounds(runs, frames, reps, warmup)
+            per_size: dict[str, Any] = {m: {e: r for (mm, e), r in timed.items() if mm == m}
+                                        for m in ("bise18", "stt_bise18")}
+            del runs
             results["sizes"][f"{h}x{w}"] = per_size
             print(f"\n{h}x{w}, T={args.key_frames}, median network ms of {reps} steps (interleaved):")
             print(f"  {'engine':<18} {'BiSe18':>9} {'STT-BiSe18':>11} {'STT/frame':>10} {'agree(STT)':>11}")
