@@ -138,3 +138,17 @@ class SlotRing:
     def reset(self) -> None:
         self.order = []
 
+
+class SlotRingState:
+    """Base of the exported-graph backends' per-stream states: ``fill`` and ``reset`` of its
+    :class:`SlotRing` (``ring`` None for a per-frame model, which remembers nothing)."""
+
+    ring: SlotRing | None = None
+
+    @property
+    def fill(self) -> int:
+        return self.ring.fill if self.ring else 0
+
+    def reset(self) -> None:
+        if self.ring:
+            self.ring.reset()

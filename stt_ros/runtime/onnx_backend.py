@@ -34,7 +34,7 @@ from stt_ros.model.graph_contract import (
 )
 from stt_ros.model.specs import MODEL_SPECS
 from stt_ros.runtime.backend import Backend, BackendOutput, NoMemory, StreamState
-from stt_ros.runtime.graph_io import SlotRing, check_graph, resolve_graph_path
+from stt_ros.runtime.graph_io import SlotRing, SlotRingState, check_graph, resolve_graph_path
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def choose_providers(device: str, available: Sequence[str], precision: str = "fp
     return out
 
 
-class OrtStreamState:
+class OrtStreamState(SlotRingState):
     """One stream's ring buffer for :class:`OnnxRuntimeBackend` (T + 1 slots bound in place)."""
 
     def __init__(self, backend: OnnxRuntimeBackend) -> None:
@@ -129,13 +129,6 @@ class OrtStreamState:
             shape = (1, cfg.num_classes, cfg.input_height, cfg.input_width)
             self.logits = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, np.float32), dev, backend.device_id)
             self.binding.bind_ortvalue_output(LOGITS_OUTPUT, self.logits)
-
-    @property
-    def fill(self) -> int:
-        return self.ring.fill
-
-    def reset(self) -> None:
-        self.ring.reset()
 
 
 class OnnxRuntimeBackend(Backend):

@@ -56,7 +56,7 @@ from stt_ros.model.graph_contract import (
 from stt_ros.model.specs import MODEL_SPECS
 from stt_ros.runtime.backend import Backend, BackendOutput
 from stt_ros.runtime.calibration import DEFAULT_CALIB_FRAMES, calibration_descriptor, calibration_images
-from stt_ros.runtime.graph_io import SlotRing, check_graph, export_hint
+from stt_ros.runtime.graph_io import SlotRing, SlotRingState, check_graph, export_hint
 from stt_ros.runtime.tensorrt_cache import file_sha256  # pure Python, no TensorRT
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def convert_onnx(ov: Any, path: str | Path) -> Any:
         return ov.convert_model(str(patched))
 
 
-class OvStreamState:
+class OvStreamState(SlotRingState):
     """One stream's state for :class:`OpenVINOBackend`: an InferRequest of its own and (STT models)
     T + 1 preallocated slots bound in place, the ``frame_valid`` flags and the output buffers."""
 
@@ -249,14 +249,6 @@ class OvStreamState:
         if self.ring:
             self.valid = np.zeros(cfg.key_frames, np.bool_)
             self.request.set_tensor(VALID_INPUT, ov.Tensor(self.valid, shared_memory=True))
-
-    @property
-    def fill(self) -> int:
-        return self.ring.fill if self.ring else 0
-
-    def reset(self) -> None:
-        if self.ring:
-            self.ring.reset()
 
     def run(self, image: np.ndarray) -> None:
         """One step on ``image`` (H, W, 3): bind the ring, infer, commit the new frame's slot."""

@@ -42,7 +42,7 @@ from stt_ros.model.graph_contract import (
 from stt_ros.model.specs import MODEL_SPECS
 from stt_ros.runtime.backend import Backend, BackendOutput, StreamState
 from stt_ros.runtime.calibration import DEFAULT_CALIB_FRAMES, calibration_descriptor
-from stt_ros.runtime.graph_io import SlotRing, check_graph, resolve_graph_path
+from stt_ros.runtime.graph_io import SlotRing, SlotRingState, check_graph, resolve_graph_path
 from stt_ros.runtime.tensorrt_build import DEFAULT_WORKSPACE_MIB, build_engine, timing_cache_path
 from stt_ros.runtime.tensorrt_cache import (
     PLAN_SUFFIXES,
@@ -60,7 +60,7 @@ from stt_ros.runtime.tensorrt_precision import precision_graph
 log = logging.getLogger(__name__)
 
 
-class TrtStreamState:
+class TrtStreamState(SlotRingState):
     """One stream's state: ring slots in device memory, its own CUDA stream, context and graphs."""
 
     def __init__(self, backend: TensorRTBackend) -> None:
@@ -85,14 +85,6 @@ class TrtStreamState:
             if name != VALID_INPUT or self.ring:
                 self.context.set_tensor_address(name, buf.ptr)
         self.graphs: dict[tuple[int, ...], Any] = {}
-
-    @property
-    def fill(self) -> int:
-        return self.ring.fill if self.ring else 0
-
-    def reset(self) -> None:
-        if self.ring:
-            self.ring.reset()
 
     def __del__(self) -> None:
         cudart = self.backend.cudart
