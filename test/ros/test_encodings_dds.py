@@ -8,13 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from stt_ros.config import STTConfig
-from stt_ros.model.zoo import build_model
 from stt_ros.runtime import StreamingSegmenter, create_backend
-from stt_ros.weights import save_weights
-from stt_testing.node_harness import Client, NodeProcess, textured_frames, write_params
+from stt_testing.node_harness import Client, NodeProcess, random_weights, textured_frames, write_params
 
 pytestmark = pytest.mark.ros
 
@@ -24,11 +21,7 @@ H, W = 48, 96
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(11)
-    cfg = STTConfig(**NET)
-    path = tmp_path_factory.mktemp("w") / "bise.safetensors"
-    save_weights(build_model(cfg), path, config=cfg.to_dict())
-    return path
+    return random_weights(tmp_path_factory.mktemp("w") / "bise.safetensors", STTConfig(**NET), seed=11)
 
 
 @pytest.fixture(scope="module")

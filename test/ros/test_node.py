@@ -16,7 +16,16 @@ from stt_ros.config import STTConfig
 from stt_ros.model.zoo import build_model
 from stt_ros.runtime import StreamingSegmenter, create_backend
 from stt_ros.weights import save_weights
-from stt_testing.node_harness import ROOT, Client, NodeProcess, expect_fatal, image_msg, textured_frames, write_params
+from stt_testing.node_harness import (
+    ROOT,
+    Client,
+    NodeProcess,
+    expect_fatal,
+    image_msg,
+    random_weights,
+    textured_frames,
+    write_params,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -27,11 +36,7 @@ BUILTIN_PARAMS = {"use_sim_time", "start_type_description_service"}
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(7)
-    cfg = STTConfig(**NET)
-    path = tmp_path_factory.mktemp("w") / "stt.safetensors"
-    save_weights(build_model(cfg), path, config=cfg.to_dict())
-    return path
+    return random_weights(tmp_path_factory.mktemp("w") / "stt.safetensors", STTConfig(**NET), seed=7)
 
 
 @pytest.fixture(scope="module")

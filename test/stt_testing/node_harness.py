@@ -193,3 +193,15 @@ def textured_frames(n: int, h: int, w: int, seed: int, step: int = 3) -> list[np
     rng = np.random.default_rng(seed)
     base = cv2.GaussianBlur(rng.integers(0, 256, (h, w + step * n, 3), dtype=np.uint8), (7, 7), 2)
     return [np.ascontiguousarray(base[:, step * i:step * i + w]) for i in range(n)]
+
+
+def random_weights(path: Path, config, seed: int) -> Path:  # noqa: ANN001 (an STTConfig)
+    """A checkpoint of ``config``'s model with seeded random weights, for a node to load."""
+    import torch
+
+    from stt_ros.model.zoo import build_model
+    from stt_ros.weights import save_weights
+
+    torch.manual_seed(seed)
+    save_weights(build_model(config), path, config=config.to_dict())
+    return path
