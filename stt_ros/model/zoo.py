@@ -74,6 +74,27 @@ class VideoSegModel(nn.Module):
             feat = self.stt(feat, memory, order)
         return upsample(self.segnet.head(feat), image.shape[-2:]), kv
 
+    def step_many(self, image: Tensor, memories: Sequence[Tensor | None], orders: Sequence[Sequence[int]]
+                  ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`step` for B independent streams at once (cross-camera batching).
+
+        ``image`` (B, 3, H, W): one frame of each stream; ``memories[b]`` (1, S, heads, H/8*W/8,
+        2*head_dim) is stream b's own buffer and ``orders[b]`` its slots nearest first (empty or
+        None memory: no past frames). The per-frame network runs as one batch; the temporal
+        transformer runs per stream, against that stream's memory only. Returns logits (B, ...)
+        and the B frames' keys/values (row b to push into stream b's buffer; None for baselines).
+        """
+        if len(memories) != image.shape[0] or len(orders) != image.shape[0]:
+            raise ValueError(f"step_many: {image.shape[0]} images, {len(memories)} memories, {len(orders)} orders")
+        feat, _ = self.segnet.features(image)
+        if self.stt is None:
+            return upsample(self.segnet.head(feat), image.shape[-2:]), None
+        kv = self.stt.project_memory(feat)
+        rows = [self.stt(feat[b:b + 1], memory, order) if memory is not None and len(order) else feat[b:b + 1]
+                for b, (memory, order) in enumerate(zip(memories, orders, strict=True))]
+        feat = torch.cat(rows) if len(rows) > 1 else rows[0]
+        return upsample(self.segnet.head(feat), image.shape[-2:]), kv
+
     def step_frames(self, image: Tensor, frames: Sequence[Tensor], valid: Tensor | None,
                     query_chunk: int = 1024) -> tuple[Tensor, Tensor | None]:
         """One streaming step in the static-shape (export) formulation, batch 1.

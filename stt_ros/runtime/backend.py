@@ -11,6 +11,7 @@ picks one by name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,6 +71,31 @@ class Backend(ABC):
     def infer(self, image: np.ndarray, state: StreamState, return_logits: bool = False) -> BackendOutput:
         """``image``: RGB uint8 (net_h, net_w, 3). Runs the step against ``state``'s past frames,
         then pushes this frame into it."""
+
+    #: how :meth:`infer_many` runs several streams' frames: "sequential" (one after the other),
+    #: "batched" (one forward pass over a batch) or "concurrent" (each stream's own request or
+    #: execution context, all started before any is waited for)
+    batching: str = "sequential"
+
+    def infer_many(self, images: Sequence[np.ndarray], states: Sequence[StreamState],
+                   return_logits: bool = False) -> list[BackendOutput]:
+        """One step for each of several streams (cross-camera batching): ``images[i]`` is the next
+        frame of the stream whose state is ``states[i]`` (distinct states). Each stream's result and
+        ring buffer are those :meth:`infer` would give it alone; every input is checked before any
+        state is touched, so one bad frame raises without stepping the others. The timings of each
+        output are the whole call's (the streams ran together)."""
+        self.check_many(images, states, return_logits)
+        return [self.infer(image, state, return_logits) for image, state in zip(images, states, strict=True)]
+
+    def check_many(self, images: Sequence[np.ndarray], states: Sequence[StreamState],
+                   return_logits: bool = False) -> None:
+        """ValueError unless every image is what :meth:`infer` takes and the states are distinct."""
+        if len(images) != len(states):
+            raise ValueError(f"infer_many got {len(images)} images for {len(states)} stream states")
+        if len({id(s) for s in states}) != len(states):
+            raise ValueError("infer_many got the same stream state twice (one frame per stream and call)")
+        for image in images:
+            self.check_input(image, return_logits)
 
     def check_input(self, image: np.ndarray, return_logits: bool = False) -> None:
         """ValueError unless ``image`` is what :meth:`infer` takes and ``return_logits`` can be served."""

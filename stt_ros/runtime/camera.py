@@ -27,6 +27,7 @@ inference thread, the camera-size mask, outputs and TC on the camera's output th
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,38 @@ class CameraPipeline:
         if upsample:
             self.finish_mask(frame)
         return frame
+
+    @staticmethod
+    def segment_many(pipes: Sequence[CameraPipeline], frames: Sequence[tuple[np.ndarray, float, Prepared | None]],
+                     upsample: bool = True) -> list[Frame]:
+        """:meth:`segment` for several cameras at once (cross-camera batching): ``frames[i]`` is
+        ``(rgb, stamp, prepared)`` of ``pipes[i]``'s camera. Each camera's reset rule runs on its own
+        stream; the shared backend then steps all of them together. Every camera gets the frame and
+        ring buffer that :meth:`segment` would give it alone."""
+        if len(pipes) != len(frames):
+            raise ValueError(f"segment_many got {len(frames)} frames for {len(pipes)} cameras")
+        if not pipes:
+            return []
+        prepared = [p if p is not None else pipe.segmenter.prepare(rgb)
+                    for pipe, (rgb, _, p) in zip(pipes, frames, strict=True)]
+        for pipe, p in zip(pipes, prepared, strict=True):  # nothing is reset or stepped for a bad frame
+            pipe.segmenter.backend.check_input(p.net_in)
+        reasons = []
+        for pipe, (rgb, stamp, _) in zip(pipes, frames, strict=True):
+            reason = pipe.policy.check(stamp, rgb.shape[:2]) or ""
+            if reason:
+                pipe.reset()
+            reasons.append(reason)
+        fills = [pipe.segmenter.fill for pipe in pipes]
+        results = pipes[0].segmenter.infer_many([pipe.segmenter for pipe in pipes], prepared, upsample=False)
+        out = []
+        for pipe, (rgb, stamp, _), result, reason, fill in zip(pipes, frames, results, reasons, fills, strict=True):
+            pipe.counters.processed += 1
+            frame = Frame(stamp, rgb, result, reason, fill)
+            if upsample:
+                pipe.finish_mask(frame)
+            out.append(frame)
+        return out
 
     def finish_mask(self, frame: Frame) -> np.ndarray:
         """The mask at the output size (the deferred step 2 of :meth:`segment`)."""

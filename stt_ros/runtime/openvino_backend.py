@@ -35,6 +35,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,7 @@ class OvStreamState(SlotRingState):
             self.logits = np.zeros((1, cfg.num_classes, h, w), np.float32)
             self.request.set_tensor(LOGITS_OUTPUT, ov.Tensor(self.logits, shared_memory=True))
         self.ring = SlotRing(cfg.key_frames) if backend.temporal else None
+        self._out: int | None = None  # the slot a started step writes (start/wait)
         self.capacity = cfg.key_frames if backend.temporal else 0
         # zeros: slots bound to invalid inputs are masked, but must never hold NaN (0 * NaN = NaN)
         self.arrays = [np.zeros(backend.memory_shape, np.float32) for _ in range(self.ring.num_slots)] \
@@ -252,18 +254,27 @@ class OvStreamState(SlotRingState):
 
     def run(self, image: np.ndarray) -> None:
         """One step on ``image`` (H, W, 3): bind the ring, infer, commit the new frame's slot."""
+        self.start(image)
+        self.wait()
+
+    def start(self, image: np.ndarray) -> None:
+        """Bind the ring and start the step on ``image`` (H, W, 3) without waiting for it."""
         np.copyto(self.image[0], image)
-        out = None
+        self._out = None
         if self.ring:
-            inputs, valid, out = self.ring.bindings()
+            inputs, valid, self._out = self.ring.bindings()
             for k, slot in enumerate(inputs):
                 self.request.set_tensor(memory_input_name(k), self.slots[slot])
             self.valid[:] = valid
-            self.request.set_tensor(MEMORY_OUTPUT, self.slots[out])
+            self.request.set_tensor(MEMORY_OUTPUT, self.slots[self._out])
         self.request.start_async()  # start + wait: infer() would also copy every output into a dict
+
+    def wait(self) -> None:
+        """Wait for the started step, then commit the new frame's slot."""
         self.request.wait()
-        if out is not None:
-            self.ring.commit(out)
+        if self._out is not None:
+            self.ring.commit(self._out)
+            self._out = None
 
 
 class OpenVINOBackend(Backend):
@@ -430,6 +441,28 @@ class OpenVINOBackend(Backend):
         self.check_input(image, return_logits)
         t0 = time.perf_counter()
         state.run(image)
+        return self._output(state, return_logits, t0)
+
+    @staticmethod
+    def _output(state: OvStreamState, return_logits: bool, t0: float) -> BackendOutput:
         class_map = state.class_map[0].astype(np.uint8)
         logits = state.logits[0].copy() if return_logits else None  # the buffer is rewritten next step
         return BackendOutput(class_map, logits, {"network_ms": (time.perf_counter() - t0) * 1e3})
+
+    batching = "concurrent"
+
+    def infer_many(self, images: Sequence[np.ndarray], states: Sequence[OvStreamState],
+                   return_logits: bool = False) -> list[BackendOutput]:
+        """Every stream's own InferRequest started before any is waited for: the CPU plugin runs them
+        side by side as far as its streams (``NUM_STREAMS``) allow, each against its own ring."""
+        self.check_many(images, states, return_logits)
+        t0 = time.perf_counter()
+        started = []
+        try:
+            for image, state in zip(images, states, strict=True):
+                state.start(image)
+                started.append(state)
+        finally:
+            for state in started:  # a request that started is always waited for (and its slot committed)
+                state.wait()
+        return [self._output(state, return_logits, t0) for state in states]

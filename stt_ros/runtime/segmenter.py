@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,31 @@ class StreamingSegmenter:
         if upsample:
             self.upsample(result)
         return result
+
+    @staticmethod
+    def infer_many(segmenters: Sequence[StreamingSegmenter], prepared: Sequence[Prepared],
+                   return_logits: bool = False, upsample: bool = True) -> list[SegResult]:
+        """Step 2 for several streams at once (cross-camera batching): ``prepared[i]`` is the next frame
+        of ``segmenters[i]``'s stream. They must share one backend, which runs them together
+        (:meth:`Backend.infer_many`); each stream's result and buffer are those :meth:`infer` gives.
+        ValueError (nothing stepped) for a bad input, segmenters of different backends, or one twice."""
+        if not segmenters:
+            return []
+        backend = segmenters[0].backend
+        if any(seg.backend is not backend for seg in segmenters):
+            raise ValueError("infer_many: the segmenters must share one backend")
+        fills = [seg.state.fill for seg in segmenters]
+        t1 = time.perf_counter()
+        outs = backend.infer_many([p.net_in for p in prepared], [seg.state for seg in segmenters], return_logits)
+        infer_ms = (time.perf_counter() - t1) * 1e3
+        results = []
+        for seg, p, out, fill in zip(segmenters, prepared, outs, fills, strict=True):
+            timings = {"preprocess_ms": p.preprocess_ms, "inference_ms": infer_ms, **out.timings}
+            result = SegResult(None, out.class_map, fill, p.geometry, p.net_in, out.logits, timings)
+            if upsample:
+                seg.upsample(result)
+            results.append(result)
+        return results
 
     def upsample(self, result: SegResult) -> np.ndarray:
         """Step 3: the class map at the input size (or the network size); fills ``mask`` and the timings."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +179,27 @@ class TensorRTBackend(Backend):
 
     def infer(self, image: np.ndarray, state: StreamState, return_logits: bool = False) -> BackendOutput:
         self.check_input(image, return_logits)
+        t0 = time.perf_counter()
+        pending = self._start(image, state, return_logits)
+        return self._finish(state, pending, t0)
+
+    batching = "concurrent"
+
+    def infer_many(self, images: Sequence[np.ndarray], states: Sequence[StreamState],
+                   return_logits: bool = False) -> list[BackendOutput]:
+        """Every stream's step enqueued on its own CUDA stream and execution context before any is
+        synchronised, so the GPU overlaps them; each against its own ring slots."""
+        self.check_many(images, states, return_logits)
+        t0 = time.perf_counter()
+        pending = [self._start(image, state, return_logits) for image, state in zip(images, states, strict=True)]
+        return [self._finish(state, p, t0) for state, p in zip(states, pending, strict=True)]
+
+    def _start(self, image: np.ndarray, state: StreamState, return_logits: bool) -> tuple[int, np.ndarray | None]:
+        """Upload, bind, enqueue and queue the downloads on the state's CUDA stream; no synchronisation.
+        Returns (the ring slot the step writes, or -1; the host array the logits land in, or None)."""
         if not isinstance(state, TrtStreamState):
             raise TypeError("state was not created by this TensorRTBackend")
         cudart, kind = self.cudart, self.cudart.cudaMemcpyKind
-        t0 = time.perf_counter()
         s, ctx = state.stream, state.context
         np.copyto(state.host_image.array[0], image)
         check(cudart.cudaMemcpyAsync(state.device[IMAGE_INPUT].ptr, state.host_image.ptr, state.host_image.nbytes,
@@ -206,7 +224,12 @@ class TensorRTBackend(Backend):
                               np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(LOGITS_OUTPUT))))
             check(cudart.cudaMemcpyAsync(logits.ctypes.data, state.device[LOGITS_OUTPUT].ptr, logits.nbytes,
                                           kind.cudaMemcpyDeviceToHost, s), "logits download")
-        check(cudart.cudaStreamSynchronize(s), "cudaStreamSynchronize")
+        return out, logits
+
+    def _finish(self, state: TrtStreamState, pending: tuple[int, np.ndarray | None], t0: float) -> BackendOutput:
+        """Synchronise the state's stream, commit its ring slot, return the outputs."""
+        out, logits = pending
+        check(self.cudart.cudaStreamSynchronize(state.stream), "cudaStreamSynchronize")
         if state.ring is not None:
             state.ring.commit(out)
         class_map = state.host_class.array[0].astype(np.uint8)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,30 @@ class TorchBackend(Backend):
             out_logits = logits[0].float().cpu().numpy() if return_logits else None
         self._sync()
         return BackendOutput(class_map, out_logits, {"network_ms": (time.perf_counter() - t0) * 1e3})
+
+    batching = "batched"
+
+    def infer_many(self, images: Sequence[np.ndarray], states: Sequence[StreamState],
+                   return_logits: bool = False) -> list[BackendOutput]:
+        """The streams' frames as one batch through the per-frame network; the temporal transformer
+        attends per stream to that stream's ring buffer only (:meth:`VideoSegModel.step_many`)."""
+        self.check_many(images, states, return_logits)
+        if len(images) == 1:
+            return [self.infer(images[0], states[0], return_logits)]
+        rings = [s if isinstance(s, RingBuffer) else None for s in states]
+        t0 = time.perf_counter()
+        with torch.inference_mode(), self.autocast():
+            x = self.normalize(torch.from_numpy(np.stack(images)))  # a copy: writable whatever the inputs
+            logits, kv = self.model.step_many(x, [r.storage if r else None for r in rings],
+                                              [r.order() if r else [] for r in rings])
+            if kv is not None:
+                for b, ring in enumerate(rings):
+                    if ring is not None:
+                        ring.push(kv[b])
+            logits = logits.float()
+            class_maps = logits.argmax(1).to(torch.uint8).cpu().numpy()
+            out_logits = logits.cpu().numpy() if return_logits else None
+        self._sync()
+        ms = (time.perf_counter() - t0) * 1e3
+        return [BackendOutput(class_maps[b], None if out_logits is None else out_logits[b], {"network_ms": ms})
+                for b in range(len(images))]

@@ -11,6 +11,10 @@ from stt_testing.backend_tester import BackendTester, StepGraph, step_graph  # n
 
 
 class TestTorch(BackendTester):
+    # batched cameras run the per-frame network as one batch, and oneDNN's convolutions are not
+    # batch-invariant (features differ by ~3e-5 in fp32 between batch 4 and batch 1)
+    batch_exact = False
+
     def make_backend(self, graph: StepGraph, request: pytest.FixtureRequest) -> Backend:
         return create_backend(graph.config, graph.model)
 

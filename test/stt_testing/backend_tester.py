@@ -152,3 +152,43 @@ class BackendTester:
         after = sa.process(b_frames[0], return_logits=True)
         np.testing.assert_array_equal(after.logits, ref_b[0])
         assert after.buffer_fill == 0 and sa.fill == 1
+
+    #: whether cameras stepped together (:meth:`Backend.infer_many`) give bit-identical results to the
+    #: same cameras stepped one by one; a backend that batches the per-frame network says False with a
+    #: reason, and its batched results must then match to the streaming tolerances above
+    batch_exact = True
+
+    def test_cameras_batched_equal_cameras_one_by_one(self, backend: Backend) -> None:
+        n, frames = 3, 8
+        videos = [video(frames, seed=10 + c) for c in range(n)]
+        solo = [StreamingSegmenter(backend) for _ in range(n)]
+        batched = [StreamingSegmenter(backend) for _ in range(n)]
+        for t in range(frames):
+            if t == 4:  # camera 1 resets: the others keep their past
+                solo[1].reset()
+                batched[1].reset()
+            # at t = 6 camera 2's frame is rejected: it stays out of the batch, the others go on
+            cams = [0, 1] if t == 6 else list(range(n))
+            expected = {c: solo[c].process(videos[c][t], return_logits=True) for c in cams}
+            if t == 6:  # handed in anyway, a bad frame refuses the whole call and steps no camera
+                fills = [s.fill for s in batched]
+                bad = videos[2][t][:-8]
+                with pytest.raises(ValueError, match="backend input must be uint8"):
+                    backend.infer_many([videos[0][t], videos[1][t], bad], [s.state for s in batched])
+                assert [s.fill for s in batched] == fills
+            got = StreamingSegmenter.infer_many([batched[c] for c in cams],
+                                                [batched[c].prepare(videos[c][t]) for c in cams], return_logits=True)
+            for c, res in zip(cams, got, strict=True):
+                ref = expected[c]
+                assert res.buffer_fill == ref.buffer_fill, (t, c)
+                assert res.mask.shape == ref.mask.shape and res.mask.dtype == np.uint8
+                if self.batch_exact:
+                    np.testing.assert_array_equal(res.logits, ref.logits, err_msg=f"frame {t} camera {c}")
+                    np.testing.assert_array_equal(res.mask, ref.mask)
+                else:
+                    assert (res.mask == ref.mask).mean() >= self.min_mask_agreement, (t, c)
+                    close = np.isclose(res.logits, ref.logits, rtol=self.logits_rtol, atol=self.logits_atol)
+                    assert close.mean() >= self.min_logits_close, (t, c)
+        assert [s.fill for s in batched] == [s.fill for s in solo] == [T] * n
+        with pytest.raises(ValueError, match="same stream state twice"):
+            backend.infer_many([videos[0][0]] * 2, [batched[0].state] * 2)
