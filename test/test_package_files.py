@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from stt_ros.config import STTConfig
-from stt_ros.ros.settings import NodeSettings, to_ros_yaml
+from stt_ros.ros.settings import NodeSettings, node_model_defaults, to_ros_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,9 @@ def test_params_file_is_generated_from_the_config() -> None:
     assert list(doc) == ["/**"], "the key must match the node in any namespace (stt_node: matches only /stt_node)"
     params = doc["/**"]["ros__parameters"]
     node_keys = set(NodeSettings.__dataclass_fields__)
-    assert STTConfig.from_dict({k: v for k, v in params.items() if k not in node_keys}) == STTConfig()
+    model = STTConfig.from_dict({k: v for k, v in params.items() if k not in node_keys})
+    assert model == node_model_defaults() and (model.backend, model.precision) == ("auto", "auto")
+    assert model.replace(backend="torch", precision="fp32") == STTConfig()  # else the library's defaults
     assert NodeSettings(**{k: v for k, v in params.items() if k in node_keys}) == NodeSettings()
 
 

@@ -15,7 +15,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from stt_ros.config import STTConfig, load_config, resolve_weights
-from stt_ros.ros.settings import NodeSettings
+from stt_ros.ros.settings import NODE_MODEL_DEFAULTS, NodeSettings, node_model_defaults
 
 _ARRAY_TYPES = {str: ParameterType.PARAMETER_STRING_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
                 float: ParameterType.PARAMETER_DOUBLE_ARRAY}
@@ -44,10 +44,11 @@ def _descriptor(f: dataclasses.Field, ptype: int, read_only: bool) -> ParameterD
 
 
 def all_fields() -> list[tuple[type, dataclasses.Field, Any]]:
-    """(owner class, field, default) of every parameter, node settings first."""
+    """(owner class, field, default) of every parameter, node settings first; the model's defaults are
+    STTConfig's except NODE_MODEL_DEFAULTS (backend and precision: auto)."""
     out = []
     for cls in (NodeSettings, STTConfig):
-        defaults = cls() if cls is STTConfig else NodeSettings()
+        defaults = node_model_defaults() if cls is STTConfig else NodeSettings()
         for f in dataclasses.fields(cls):
             out.append((cls, f, getattr(defaults, f.name)))
     return out
@@ -85,12 +86,22 @@ def declare_parameters(node: Node) -> None:
 
 def _model_config_values(node: Node) -> dict[str, Any]:
     """The model YAML of the ``model_config`` parameter as {field: value} (ConfigError if invalid),
-    its relative weights path resolved as stt-bag-eval resolves it; {} when the parameter is empty."""
+    its relative weights path resolved as stt-bag-eval resolves it; {} when the parameter is empty.
+
+    A YAML whose backend and precision are both the library's defaults (torch, fp32: what a YAML
+    written by stt_train.release records, the training's, not a choice of where to deploy) leaves them
+    out, so the node's own defaults (auto) stay; any other pair (tensorrt/fp16, torch/bf16) is the
+    YAML's choice and kept."""
     path = _value(node, "model_config")
     if not path:
         return {}
     cfg = resolve_weights(load_config(path), path)
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(STTConfig)}
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(STTConfig)}
+    library = STTConfig()
+    if all(values[name] == getattr(library, name) for name in NODE_MODEL_DEFAULTS):
+        for name in NODE_MODEL_DEFAULTS:
+            del values[name]
+    return values
 
 
 def _plain(v: Any) -> Any:

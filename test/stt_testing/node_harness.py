@@ -17,7 +17,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: what the node tests' params files run unless they say otherwise: the offline reference they compare
+#: the node's masks with (STTConfig's library defaults, torch in fp32, exact and with no conversion on
+#: first use). The node's own default, backend and precision auto, is tested in test/ros/test_default_backend.py.
+REFERENCE_BACKEND = {"backend": "torch", "precision": "fp32"}
+
+
 def write_params(path: Path, **params) -> Path:  # noqa: ANN003
+    """A params file for any node name with ``params``, on REFERENCE_BACKEND unless they set backend/precision."""
+    params = {**REFERENCE_BACKEND, **params}
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     return path
 
