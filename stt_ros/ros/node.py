@@ -62,7 +62,7 @@ from stt_ros.config import ConfigError
 from stt_ros.msg import TemporalConsistency
 from stt_ros.ros.conversions import ImageError, compressed_size, compressed_to_rgb, image_to_rgb, numpy_to_image
 from stt_ros.ros.params import declare_parameters, params_file_warnings, read_settings, settings_with
-from stt_ros.ros.settings import NodeSettings
+from stt_ros.ros.settings import NodeSettings, running_summary
 from stt_ros.runtime import StreamingSegmenter, create_backend
 from stt_ros.runtime.camera import WINDOW, CameraPipeline, PipelineSettings
 from stt_ros.viz import make_palette, palette
@@ -212,7 +212,7 @@ class STTNode(Node):
             stream.decoder.start()
             stream.output.start()
         cams = ", ".join(f"{st.name} <- {st.topic}" for st in self.streams)
-        self.get_logger().info(f"{self.config.model} ({self.config.backend}, {self.config.device}) at "
+        self.get_logger().info(f"{self.config.model} ({running_summary(self.config, self.backend)}) at "
                                f"{self.config.input_height}x{self.config.input_width}, T={self.config.key_frames}, "
                                f"weights: {self.config.weights or 'random (no weights parameter)'}; cameras: {cams}")
 
