@@ -9,7 +9,11 @@ Arguments (all optional; an empty value means "as in the params file"):
   model_config     model YAML written beside a checkpoint (e.g. models/stt_bise18_synthdrive.yaml): the
                    model runs with the settings it was trained with, its weights included
   weights          .safetensors checkpoint of the model
-  backend          inference backend (one of stt_ros.config.BACKENDS)
+  backend          inference backend (one of stt_ros.config.BACKENDS); the installed params file says
+                   auto: TensorRT on an NVIDIA GPU, else OpenVINO on the CPU, else torch (the node logs
+                   what it picked and why)
+  precision        fp32, fp16, bf16, int8 or auto (the installed params file: auto, bf16 where the
+                   CPU has it)
   use_sim_time     true: the node's clock follows /clock (bag playback with --clock)
   log_level        debug, info, warn, error or fatal (default info)
   respawn          true: start the node again whenever it exits (default false)
@@ -33,7 +37,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from stt_ros.config import BACKENDS
+from stt_ros.config import BACKENDS, PRECISIONS
 
 OVERRIDES = {  # launch argument -> (node parameter, kind of value)
     "camera_names": ("camera_names", "list"),
@@ -41,10 +45,12 @@ OVERRIDES = {  # launch argument -> (node parameter, kind of value)
     "model_config": ("model_config", "str"),
     "weights": ("weights", "str"),
     "backend": ("backend", "str"),
+    "precision": ("precision", "str"),
     "use_sim_time": ("use_sim_time", "bool"),
 }
 CHOICES = {  # "" = not given
     "backend": ["", *BACKENDS],
+    "precision": ["", *PRECISIONS],
     "use_sim_time": ["", "true", "false"],
     "log_level": ["debug", "info", "warn", "error", "fatal"],
     "discovery_range": ["", "LOCALHOST", "SUBNET", "OFF", "SYSTEM_DEFAULT"],
@@ -142,7 +148,11 @@ def generate_launch_description() -> LaunchDescription:
                               description="model YAML written beside a checkpoint (its settings and weights)"),
         DeclareLaunchArgument("weights", default_value="", description=".safetensors checkpoint of the model"),
         DeclareLaunchArgument("backend", default_value="", choices=CHOICES["backend"],
-                              description="inference backend (empty: as in the params file)"),
+                              description="inference backend (empty: as in the params file; the installed "
+                                          "one says auto)"),
+        DeclareLaunchArgument("precision", default_value="", choices=CHOICES["precision"],
+                              description="numeric precision (empty: as in the params file; the installed one "
+                                          "says auto)"),
         DeclareLaunchArgument("use_sim_time", default_value="", choices=CHOICES["use_sim_time"],
                               description="follow /clock (empty: as in the params file)"),
         DeclareLaunchArgument("log_level", default_value="info", choices=CHOICES["log_level"],

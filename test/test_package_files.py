@@ -71,7 +71,7 @@ def test_launch_file_parses_and_names_the_node() -> None:
     # every parameter the launch file overrides is a real node parameter (use_sim_time is rclpy's own)
     overrides = re.findall(r'"(\w+)": \("(\w+)", "(?:list|str|bool)"\)', text)
     assert {a for a, _ in overrides} == {"camera_names", "camera_topics", "model_config", "weights", "backend",
-                                          "use_sim_time"}
+                                          "precision", "use_sim_time"}
     params = set(NodeSettings.__dataclass_fields__) | set(STTConfig.__dataclass_fields__) | {"use_sim_time"}
     assert {p for _, p in overrides} <= params
 
@@ -84,7 +84,7 @@ def test_launch_description_builds_on_a_ros2_install(monkeypatch: pytest.MonkeyP
     from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-    from stt_ros.config import BACKENDS
+    from stt_ros.config import BACKENDS, PRECISIONS
 
     if not (Path(sys.prefix) / "share" / "stt_ros" / "package.xml").exists():
         pytest.skip("stt_ros is not installed into this environment (make setup)")
@@ -98,6 +98,9 @@ def test_launch_description_builds_on_a_ros2_install(monkeypatch: pytest.MonkeyP
     declared = {e.name: e for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     assert {"respawn", "respawn_delay", "use_sim_time", "log_level", "discovery_range"} <= set(declared)
     assert declared["backend"].choices == ["", *BACKENDS]
+    assert declared["precision"].choices == ["", *PRECISIONS]
+    # empty: the params file decides (the installed config/stt.yaml: auto), so a params file still wins
+    assert declared["backend"].default_value[0].text == declared["precision"].default_value[0].text == ""
     context = LaunchContext()
     for entity in description.entities[:-1]:
         entity.visit(context)

@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stt_ros.config import load_config, resolve_weights
 from stt_ros.ros.settings import NodeSettings
+from stt_ros.runtime.factory import resolve_auto
 from stt_testing.node_harness import ROOT, Client, NodeProcess, image_msg, textured_frames
 
 pytestmark = pytest.mark.ros
@@ -180,9 +182,18 @@ def test_launch_runs_the_node_in_a_namespace(launch_env: dict[str, str], dds_iso
         assert (masks[0].height, masks[0].width, masks[0].encoding) == (128, 256, "mono8")
         assert masks[0].header.frame_id == "front_camera" and masks[0].header.stamp.sec == 100
         values = get_parameters(client, "/robot/stt_node",
-                                ["camera_names", "camera_topics", "model_config", "max_frame_gap_s"])
+                                ["camera_names", "camera_topics", "model_config", "max_frame_gap_s", "backend",
+                                 "precision"])
+        # backend/precision: neither the arguments nor this params file set them, and the model YAML's
+        # torch/fp32 are the library's, so the node's default runs (auto), and says what it picked
         assert values == {"camera_names": ["front"], "camera_topics": ["/robot/front/image_raw"],
-                          "model_config": str(MODEL_CONFIG), "max_frame_gap_s": 7.5}
+                          "model_config": str(MODEL_CONFIG), "max_frame_gap_s": 7.5, "backend": "auto",
+                          "precision": "auto"}
+        cfg = resolve_weights(load_config(MODEL_CONFIG), MODEL_CONFIG).replace(backend="auto", precision="auto")
+        picked, why = resolve_auto(cfg)
+        started = next(line for line in launch.lines if "cameras: front <- /robot/front/image_raw" in line)
+        assert f"stt_bise18 ({picked.backend}, " in started and f"(backend=auto: {why}; precision=auto" in started, \
+            launch.output
     finally:
         if client is not None:
             client.close()
@@ -202,6 +213,7 @@ def test_launch_runs_the_node_in_a_namespace(launch_env: dict[str, str], dds_iso
     (["camera_names:=[front, rear"], "camera_names:='[front, rear' is not a YAML list"),
     (["camera_topics:=[1, 2]"], "camera_topics:='[1, 2]' must be a non-empty list of names"),
     (["backend:=cuda"], 'Argument "backend" provided value "cuda" is not valid'),
+    (["precision:=fp64"], 'Argument "precision" provided value "fp64" is not valid'),
     (["respawn_delay:=soon"], "respawn_delay:='soon' must be a number of seconds"),
 ])
 def test_wrong_arguments_stop_the_launch_with_a_message(launch_env: dict[str, str], args: list[str],
