@@ -19,7 +19,9 @@ Design:
   a decoder thread that deserializes, decodes and resizes its frame to the network input (bad CDR,
   an unsupported encoding or an image above ``max_input_pixels`` is rejected there, counted and
   reported in /diagnostics), one frame ahead of the model; one inference thread takes prepared
-  frames round-robin and runs the shared model; each camera's output thread brings the mask back
+  frames round-robin and runs the shared model (``batch_cameras``: all frames waiting at that
+  moment in one backend step, :meth:`Backend.infer_many`; it never waits for a late camera);
+  each camera's output thread brings the mask back
   to the camera size and publishes it first, then the colour mask and overlay (when subscribed),
   the temporal consistency and its report. So a camera sending huge frames costs its own threads'
   time, not the model's, nothing queues without bound, and the executor stays free for callbacks,
@@ -35,6 +37,7 @@ Design:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import struct
@@ -293,12 +296,16 @@ class STTNode(Node):
         return (compressed_to_rgb(msg) if stream.compressed else image_to_rgb(msg)), msg.header
 
     def _work(self) -> None:
+        """The inference thread: each camera's decoded frame through the shared model, one camera after
+        the other, or (batch_cameras) all frames waiting at that moment in one step of the backend."""
         while self._running:
             self._wake.wait(0.2)
             self._wake.clear()
             progressed = True
             while progressed and self._running:
                 progressed = False
+                batch = self.settings.batch_cameras
+                taken = []
                 for stream in self.streams:
                     with stream.cond:
                         if stream.outbox is not None:  # its previous frame is still being published
@@ -308,15 +315,65 @@ class STTNode(Node):
                             stream.cond.notify_all()  # the decoder may start on the next frame
                     if item is not None:
                         progressed = True
-                        with stream.busy:
-                            try:
-                                frame = self._segment(stream, *item)
-                            except Exception as exc:  # noqa: BLE001 (one bad frame must not stop the node)
-                                self._reject(stream, f"processing failed: {type(exc).__name__}: {exc}")
-                                continue
-                        with stream.cond:
-                            stream.outbox = (frame, item[2])
-                            stream.cond.notify_all()
+                        if batch:
+                            taken.append((stream, item))
+                        else:
+                            self._run_one(stream, item)
+                if len(taken) == 1:
+                    self._run_one(*taken[0])
+                elif taken:
+                    self._run_batch(taken)
+
+    def _run_one(self, stream: CameraStream, item: tuple) -> None:
+        with stream.busy:
+            try:
+                frame = self._segment(stream, *item)
+            except Exception as exc:  # noqa: BLE001 (one bad frame must not stop the node)
+                self._reject(stream, f"processing failed: {type(exc).__name__}: {exc}")
+                return
+        self._hand_to_output(stream, frame, item[2])
+
+    def _run_batch(self, taken: list[tuple[CameraStream, tuple]]) -> None:
+        """Several cameras' frames in one backend step. A frame the backend would refuse is rejected on
+        its own camera first, so it never holds back or touches the others."""
+        good = []
+        for stream, item in taken:
+            try:
+                self.backend.check_input(item[1].net_in)
+            except ValueError as exc:
+                self._reject(stream, f"processing failed: {exc}")
+                continue
+            good.append((stream, item))
+        if len(good) <= 1:
+            for stream, item in good:
+                self._run_one(stream, item)
+            return
+        with contextlib.ExitStack() as locks:
+            for stream, _ in good:
+                locks.enter_context(stream.busy)
+            stamps = []
+            for stream, (_, _, header, _) in good:
+                stamps.append(stamp_seconds(header))
+                self._observe_dropped(stream, stamps[-1])
+            try:
+                frames = CameraPipeline.segment_many(
+                    [stream.pipeline for stream, _ in good],
+                    [(rgb, stamp, prepared) for (_, (rgb, prepared, _, _)), stamp in zip(good, stamps, strict=True)],
+                    upsample=False)
+            except Exception as exc:  # noqa: BLE001 (the backend failed for the whole batch: report it on each)
+                for stream, _ in good:
+                    self._reject(stream, f"processing failed (batch of {len(good)} cameras): "
+                                         f"{type(exc).__name__}: {exc}")
+                return
+        for (stream, item), frame in zip(good, frames, strict=True):
+            if frame.reset:
+                self._log_reset(stream, frame.reset)
+            self._hand_to_output(stream, frame, item[2])
+
+    def _hand_to_output(self, stream: CameraStream, frame, header) -> None:  # noqa: ANN001
+        with stream.cond:
+            stream.outbox = (frame, header)
+            stream.cond.notify_all()
 
     def _output_loop(self, stream: CameraStream) -> None:
         """The camera's outputs, one frame at a time and in order, beside the model's next frames."""
@@ -355,17 +412,22 @@ class STTNode(Node):
         """The inference thread's part: the reset rule and the model (the mask stays at network size)."""
         pipe = stream.pipeline
         stamp = stamp_seconds(header)
-        with stream.cond:  # frames the node dropped before this one: the camera had no gap there
+        self._observe_dropped(stream, stamp)
+        frame = pipe.segment(rgb, stamp, prepared, upsample=False)
+        if frame.reset:
+            self._log_reset(stream, frame.reset)
+        return frame
+
+    @staticmethod
+    def _observe_dropped(stream: CameraStream, stamp: float) -> None:
+        """Frames the node dropped before the one stamped ``stamp``: the camera had no gap there."""
+        with stream.cond:
             older = [t for t in stream.dropped_stamps if t < stamp]
             if older:
                 stream.dropped_stamps = collections.deque((t for t in stream.dropped_stamps if t >= stamp),
                                                           maxlen=stream.dropped_stamps.maxlen)
         if older:
-            pipe.policy.observe(max(older))
-        frame = pipe.segment(rgb, stamp, prepared, upsample=False)
-        if frame.reset:
-            self._log_reset(stream, frame.reset)
-        return frame
+            stream.pipeline.policy.observe(max(older))
 
     def _publish(self, stream: CameraStream, frame, header) -> None:  # noqa: ANN001
         """The output thread's part: the mask first, then colour/overlay on demand, TC and its report."""
@@ -464,7 +526,7 @@ class STTNode(Node):
         values = {"topic": stream.topic, "input_rate_hz": f"{received / period:.2f}",
                   "inference_latency_ms": f"{lat:.1f}", "end_to_end_latency_ms": f"{e2e:.1f}",
                   "temporal_consistency_miou": f"{tc:.3f}", "frames_received": str(total_received),
-                  "frames_processed": str(c.processed),
+                  "frames_processed": str(c.processed), "frames_batched": str(c.batched),
                   "frames_dropped": str(c.dropped), "frames_rejected": str(c.rejected), "buffer_resets": str(c.resets),
                   "ring_buffer_fill": f"{pipe.fill}/{pipe.capacity}",
                   "last_error": last_error if last_error and now - error_time <= ERROR_SHOWN_S else "",

@@ -61,6 +61,11 @@ class NodeSettings:
                                "it; 16.8 MP by default (4K is 8.3 MP)", dynamic=True, lo=1, hi=MAX_PIXELS)
     mask_resolution: str = _f("camera", "mask size: camera (input image size) or network (network input size)",
                               choices=MASK_RESOLUTIONS)
+    batch_cameras: bool = _f(False, "step the cameras whose frames wait together (cross-camera batching): torch "
+                             "runs their per-frame network as one batch, TensorRT and OpenVINO run each camera's own "
+                             "context side by side; each camera keeps its own ring buffer, reset rule and "
+                             "latest-frame mailbox. Pays off on a GPU; on a small CPU the network already fills "
+                             "the cores (docs/DEPLOY.md)", dynamic=True)
     overlay_alpha: float = _f(0.5, "weight of the colour mask in the overlay (0..1)", dynamic=True, lo=0.0, hi=1.0)
     palette: str = _f("cityscapes", "colours of the classes: cityscapes (19 train ids), camvid (11) or custom",
                       dynamic=True, choices=PALETTES)

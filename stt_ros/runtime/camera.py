@@ -60,6 +60,7 @@ class Counters:
     dropped: int = 0  # frames the caller never gave to the pipeline (latest frame wins, skipped)
     rejected: int = 0  # frames that could not be used (bad input, failed processing)
     resets: int = 0
+    batched: int = 0  # frames stepped together with other cameras' (segment_many with more than one)
 
 
 @dataclass
@@ -185,6 +186,7 @@ class CameraPipeline:
         out = []
         for pipe, (rgb, stamp, _), result, reason, fill in zip(pipes, frames, results, reasons, fills, strict=True):
             pipe.counters.processed += 1
+            pipe.counters.batched += len(pipes) > 1
             frame = Frame(stamp, rgb, result, reason, fill)
             if upsample:
                 pipe.finish_mask(frame)

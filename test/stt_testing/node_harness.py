@@ -110,6 +110,7 @@ class Client:
         self.arrivals: dict[str, list[float]] = defaultdict(list)  # time.time() at each callback
         self._lock = threading.Lock()
         self._pubs: dict[str, object] = {}
+        self._subs: dict[str, object] = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -135,7 +136,7 @@ class Client:
                 self.received[topic].append(msg)
                 self.arrivals[topic].append(now)
 
-        self.node.create_subscription(msg_type, topic, cb, self.qos(reliable))
+        self._subs[topic] = self.node.create_subscription(msg_type, topic, cb, self.qos(reliable))
 
     def publisher(self, msg_type, topic: str, reliable: bool = True):  # noqa: ANN001, ANN201
         if topic not in self._pubs:
@@ -157,6 +158,11 @@ class Client:
     def wait_matched(self, topic: str, timeout: float = 30.0) -> bool:
         pub = self._pubs[topic]
         return self.wait(lambda: pub.get_subscription_count() > 0, timeout)
+
+    def wait_publisher(self, topic: str, timeout: float = 30.0) -> bool:
+        """Until the subscription to ``topic`` has matched a publisher (so its first message is not missed)."""
+        sub = self._subs[topic]
+        return self.wait(lambda: sub.get_publisher_count() > 0, timeout)
 
     def call(self, srv_type, name: str, request, timeout: float = 30.0):  # noqa: ANN001, ANN201
         client = self.node.create_client(srv_type, name)
