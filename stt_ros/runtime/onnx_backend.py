@@ -143,7 +143,10 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, config: STTConfig, onnx_path: str | Path | None = None, providers: Sequence[str] = (),
                  threads: int = 0, session_options: Any = None) -> None:
+        if config.precision == "auto":  # onnxruntime's CPU and CUDA providers run the graph in fp32
+            config = config.replace(precision="fp32")
         super().__init__(config)
+        self.precision = config.precision
         self.ort = ort = _import_ort()
         self.path = self.source = resolve_graph_path(config, onnx_path, self.name)
         chosen = choose_providers(config.device, ort.get_available_providers(), config.precision, providers,

@@ -111,7 +111,13 @@ class TensorRTBackend(Backend):
                  workspace_mib: int = DEFAULT_WORKSPACE_MIB, calib_source: str | Path | None = None,
                  calib_frames: int = DEFAULT_CALIB_FRAMES, calib_topic: str | None = None,
                  cuda_graph: bool = False, rebuild: bool = False, build_only: bool = False) -> None:
+        if config.precision == "auto":
+            # fp32 until fp16's accuracy against fp32 is measured on a GPU (stt-eval, issue 22's 0.5 mIoU/TC
+            # rule for what auto may pick); precision=fp16 or int8 asks for the faster engines
+            config = config.replace(precision="fp32")
+            log.info("tensorrt: precision=auto runs fp32 (set precision=fp16 for the faster engine)")
         super().__init__(config)
+        self.precision = config.precision
         if not config.device.startswith("cuda"):
             raise ConfigError(f"backend=tensorrt runs on a GPU: set device=cuda (or cuda:N), not {config.device!r}")
         self.trt, self.cudart = trt, cudart = import_tensorrt()

@@ -443,3 +443,17 @@ def test_stt_tensorrt_reports_user_errors_without_a_traceback(tmp_path: Path, ca
     assert tensorrt_cli.main(["--onnx", str(tmp_path / "missing.onnx"), "--build-only"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("stt-tensorrt: error:") and "Traceback" not in err and "12.0.0" in err
+
+
+def test_emulated_precision_auto_runs_fp32_and_says_so(small_graph, monkeypatch, caplog) -> None:
+    """The node's default precision (auto) on TensorRT: the fp32 engine, logged, until fp16's accuracy
+    is measured on a GPU; onnxruntime's auto is its fp32 too (the start-up line prints what runs)."""
+    cfg, _, path = small_graph
+    emulate(monkeypatch)
+    with caplog.at_level("INFO", logger="stt_ros"):
+        backend = create_backend(cfg.replace(backend="tensorrt", device="cuda", precision="auto", weights=str(path)))
+    assert backend.precision == backend.config.precision == "fp32"
+    assert backend.plan_path.name.startswith("stt.fp32.")
+    assert "precision=auto runs fp32" in caplog.text
+    ort_backend = create_backend(cfg.replace(backend="onnxruntime", precision="auto", weights=str(path)))
+    assert ort_backend.precision == ort_backend.config.precision == "fp32"
