@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palette", default=None, help="cityscapes or camvid (default: from the number of classes)")
     p.add_argument("--overlay-alpha", type=float, default=0.5)
     p.add_argument("--samples", type=int, default=6, help="sample overlays per camera in the report")
+    p.add_argument("--batch-cameras", action="store_true",
+                   help="step the cameras together (as stt_node's batch_cameras): offline, one frame of each camera "
+                        "in bag order forms a batch; --through-node sets the node's parameter")
     p.add_argument("--overwrite", action="store_true", help="replace --out")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = model_config(args)
         pal = args.palette or ("camvid" if cfg.num_classes == 11 else "cityscapes")
         settings = EvalSettings(flow=args.flow, tc_protocol=args.tc_protocol, max_gap_s=args.max_frame_gap,
-                                overlay_alpha=args.overlay_alpha,
+                                overlay_alpha=args.overlay_alpha, batch_cameras=args.batch_cameras,
                                 palette=pal, samples=args.samples, rate=args.rate, domain_id=args.domain_id,
                                 progress=not args.no_progress)
         from stt_ros.viz import palette

@@ -41,6 +41,7 @@ class EvalSettings:
     rate: float = 1.0  # online: playback speed factor
     domain_id: int | None = None  # online: ROS_DOMAIN_ID (default: the environment's)
     progress: bool = True
+    batch_cameras: bool = False  # offline: consecutive frames of distinct cameras stepped together
 
     def __post_init__(self) -> None:
         if self.tc_protocol not in TC_PROTOCOLS:
@@ -127,7 +128,9 @@ class Run:
 
 def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -> None:  # noqa: ANN001
     """Process every camera frame in bag order (see the module docstring); ``skip`` (topic ->
-    header stamps) leaves frames out as if the node had dropped them."""
+    header stamps) leaves frames out as if the node had dropped them. With ``batch_cameras`` the
+    frames are gathered until a camera repeats (or a label comes), then stepped together
+    (:meth:`CameraPipeline.segment_many`) and written in bag order."""
     from tqdm import tqdm
 
     from stt_ros.runtime import StreamingSegmenter, create_backend
@@ -136,14 +139,31 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
     backend = create_backend(run.cfg, model)
     pipes = {c.topic: CameraPipeline(StreamingSegmenter(backend, "input"), run.settings.pipeline_settings(),
                                      run.palette) for c in run.cams}
+    batch: list[tuple] = []  # (message, decoded message, stamp ns, rgb, index, t0), one per camera
+
+    def flush() -> None:
+        if not batch:
+            return
+        group = [pipes[m.topic] for m, *_ in batch]
+        frames = CameraPipeline.segment_many(group, [(rgb, stamp / 1e9, None) for _, _, stamp, rgb, _, _ in batch])
+        for (m, msg, stamp, rgb, index, t0), pipe, frame in zip(batch, group, frames, strict=True):
+            pipe.colorize(frame)
+            pipe.overlay(frame)
+            pipe.consistency(frame)
+            _emit(run, m, msg, stamp, rgb, index, t0, pipe, frame)
+        batch.clear()
+
     with tqdm(total=run.total_frames(), unit="frame", desc="stt-bag-eval", disable=not run.settings.progress,
               dynamic_ncols=True) as bar:
         try:
             for m in run.source.messages(run.topics()):
                 if m.topic in run.by_label:
+                    flush()
                     run.on_label(m)
                     continue
-                cam, met, pipe = run.by_topic[m.topic], run.metrics[m.topic], pipes[m.topic]
+                if any(b[0].topic == m.topic for b in batch):
+                    flush()
+                met, pipe = run.metrics[m.topic], pipes[m.topic]
                 index = run.counts[m.topic]
                 run.counts[m.topic] += 1
                 bar.update(1)
@@ -161,26 +181,36 @@ def run_offline(run: Run, model=None, skip: dict[str, set[int]] | None = None) -
                     pipe.policy.observe(stamp / 1e9)  # as the node: its own drops are no gap in the camera
                     met.add_dropped(stamp)
                     continue
+                if run.settings.batch_cameras:
+                    batch.append((m, msg, stamp, rgb, index, t0))
+                    continue
                 frame = pipe.process(rgb, stamp / 1e9, color=True, with_overlay=True)
-                e2e = (time.perf_counter() - t0) * 1e3
-                res, tc = frame.result, frame.tc
-                rec = met.add_frame(stamp, rgb, frame.mask, res.timings["total_ms"], e2e, frame.reset, tc)
-                topics = output_topics(cam.name)
-                c = pipe.counters
-                run.out.write_image(topics["mask"], frame.mask, msg.header, m.log_time)
-                run.out.write_image(topics["color_mask"], frame.color, msg.header, m.log_time)
-                run.out.write_image(topics["overlay"], frame.overlay, msg.header, m.log_time)
-                run.out.write_tc(topics["temporal_consistency"], msg.header, m.log_time, camera_name=cam.name,
-                                 tc_valid=bool(np.isfinite(rec.tc)), tc_miou=rec.tc, tc_pixel_agreement=rec.tc_pixel,
-                                 tc_class_intersection=_counts(tc, "intersection"),
-                                 tc_class_union=_counts(tc, "union"),
-                                 inference_latency_ms=rec.inference_ms, end_to_end_latency_ms=e2e,
-                                 ring_buffer_fill=frame.buffer_fill, ring_buffer_capacity=pipe.capacity,
-                                 frames_dropped=c.dropped, frames_rejected=c.rejected,
-                                 buffer_resets=c.resets, frames_processed=c.processed)
-                run.keep_sample(cam, index, stamp, frame.overlay)
+                _emit(run, m, msg, stamp, rgb, index, t0, pipe, frame)
+            flush()
         except BagError as exc:
             run.error = str(exc)
+
+
+def _emit(run: Run, m, msg, stamp: int, rgb: np.ndarray, index: int, t0: float, pipe, frame) -> None:  # noqa: ANN001
+    """One segmented camera frame into the metrics, the output bag and the report's samples."""
+    cam, met = run.by_topic[m.topic], run.metrics[m.topic]
+    e2e = (time.perf_counter() - t0) * 1e3
+    res, tc = frame.result, frame.tc
+    rec = met.add_frame(stamp, rgb, frame.mask, res.timings["total_ms"], e2e, frame.reset, tc)
+    topics = output_topics(cam.name)
+    c = pipe.counters
+    run.out.write_image(topics["mask"], frame.mask, msg.header, m.log_time)
+    run.out.write_image(topics["color_mask"], frame.color, msg.header, m.log_time)
+    run.out.write_image(topics["overlay"], frame.overlay, msg.header, m.log_time)
+    run.out.write_tc(topics["temporal_consistency"], msg.header, m.log_time, camera_name=cam.name,
+                     tc_valid=bool(np.isfinite(rec.tc)), tc_miou=rec.tc, tc_pixel_agreement=rec.tc_pixel,
+                     tc_class_intersection=_counts(tc, "intersection"),
+                     tc_class_union=_counts(tc, "union"),
+                     inference_latency_ms=rec.inference_ms, end_to_end_latency_ms=e2e,
+                     ring_buffer_fill=frame.buffer_fill, ring_buffer_capacity=pipe.capacity,
+                     frames_dropped=c.dropped, frames_rejected=c.rejected,
+                     buffer_resets=c.resets, frames_processed=c.processed)
+    run.keep_sample(cam, index, stamp, frame.overlay)
 
 
 def _counts(tc: Agreement | None, which: str) -> np.ndarray:

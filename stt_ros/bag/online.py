@@ -31,7 +31,8 @@ def node_parameters(cams: list[Camera], cfg: STTConfig, settings: EvalSettings) 
                   camera_transports=["compressed" if c.compressed else "raw" for c in cams],
                   mask_resolution="camera", max_frame_gap_s=float(settings.max_gap_s),
                   overlay_alpha=float(settings.overlay_alpha), palette=settings.palette,
-                  tc_enabled=pipe.tc_enabled, flow_preset=pipe.flow_preset, flow_scale=float(pipe.flow_scale))
+                  tc_enabled=pipe.tc_enabled, flow_preset=pipe.flow_preset, flow_scale=float(pipe.flow_scale),
+                  batch_cameras=bool(settings.batch_cameras))
     return params
 
 

@@ -20,6 +20,7 @@ from stt_testing.bagtools import (
     image_msg,
     masks_by_stamp,
     run_cli,
+    tc_by_stamp,
     typestore,
     write_bag,
 )
@@ -234,6 +235,39 @@ def test_two_cameras_keep_their_own_ring_buffers(synth_bag: Path, tmp_path: Path
         np.testing.assert_array_equal(left[stamp], ref[stamp])
     right = masks_by_stamp(tmp_path / "out" / "bag", "/right/mask")
     assert len(right) == 12 and any(not np.array_equal(right[s], left[s]) for s in ref)
+
+
+def test_batch_cameras_gives_each_camera_its_own_stream(synth_bag: Path, tmp_path: Path) -> None:
+    """--batch-cameras: the two cameras' frames stepped together give the masks, TC and counts of the
+    same bag evaluated one frame at a time (torch batches the per-frame network: masks to 99.9 %)."""
+    ts = typestore()
+    frames = bag_frames(synth_bag)
+    msgs = []
+    for i, (t, rgb) in enumerate(frames):
+        msgs.append(("/left/image_raw", "sensor_msgs/msg/Image", t, image_msg(ts, rgb, t)))
+        flipped = np.ascontiguousarray(frames[len(frames) - 1 - i][1][:, ::-1])
+        # the right camera's stamps jump back half way: its ring buffer resets there, the left one's not
+        stamp = t if i < len(frames) // 2 else t - 10**9
+        msgs.append(("/right/image_raw", "sensor_msgs/msg/Image", t + 1, image_msg(ts, flipped, stamp)))
+    bag = write_bag(tmp_path / "stereo", msgs)
+    outs = {}
+    for mode, extra in (("alone", ()), ("batched", ("--batch-cameras",))):
+        res = run_cli(bag, "--out", tmp_path / mode, *extra)
+        assert res.returncode == 0, res.stderr
+        outs[mode] = tmp_path / mode
+    for cam in ("left", "right"):
+        alone = masks_by_stamp(outs["alone"] / "bag", f"/{cam}/mask")
+        batched = masks_by_stamp(outs["batched"] / "bag", f"/{cam}/mask")
+        assert sorted(alone) == sorted(batched) and len(alone) == len(frames)
+        for stamp in alone:
+            assert (alone[stamp] == batched[stamp]).mean() >= 0.999, (cam, stamp)
+        tc_a = tc_by_stamp(outs["alone"] / "bag", f"/{cam}/temporal_consistency")
+        tc_b = tc_by_stamp(outs["batched"] / "bag", f"/{cam}/temporal_consistency")
+        assert sorted(tc_a) == sorted(tc_b)
+        assert [tc_a[s][0] for s in sorted(tc_a)] == [tc_b[s][0] for s in sorted(tc_a)], cam  # TC valid: same frames
+        assert all(abs(tc_a[s][1] - tc_b[s][1]) < 0.01 for s in tc_a if tc_a[s][0]), cam
+    cams = {c["camera"]: c for c in json.loads((outs["batched"] / "metrics.json").read_text())["cameras"]}
+    assert cams["left"]["resets"] == 0 and cams["right"]["resets"] == 1, cams
 
 
 def test_etc_protocol_on_the_camera_size_masks(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
