@@ -13,7 +13,10 @@ bf16 runs only where the CPU has it (AVX512-BF16 or AMX: see the flags printed f
 OpenVINO's NNCF quantization calibrated on the benchmark's own frames (written to an image folder
 and read back by stt_ros.runtime.calibration).
 
-TODO (issue 22, another engineer's): 4 cameras batched vs 4 sequential steps.
+Cross-camera batching: per engine, the STT-BiSe18 step of ``--cameras`` cameras (each its own
+ring buffer) as ``--cameras`` sequential ``infer`` calls and as one ``infer_many`` call (torch: one
+batch through the per-frame network; OpenVINO: every camera's request started before any is
+waited for), alternating, each camera on its own frames; reported as throughput batched/sequential.
 
 This is a benchmark, not a test: it reports, it never fails on a number.
 """
@@ -63,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-frames", type=int, default=8,
                    help="OpenVINO int8 calibration frames (default: %(default)s)")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run (default: all)")
+    p.add_argument("--cameras", type=int, default=4, help="cameras of the batching comparison (default: %(default)s; "
+                   "0 skips it)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and frames (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     return p.parse_args(argv)
@@ -153,6 +158,35 @@ def run_rounds(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[
             for k in keys}
 
 
+def run_batching(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[np.ndarray], cameras: int,
+                 reps: int, warmup: int) -> dict[str, dict[str, float]]:
+    """Per engine (the STT model): ``cameras`` streams stepped one by one (``infer``) against the same
+    number stepped together (``infer_many``), alternating rounds; median ms of a round of each."""
+    out: dict[str, dict[str, float]] = {}
+    for (model, engine), (cfg, backend) in runs.items():
+        if model != "stt_bise18":
+            continue
+        seq = [backend.create_state() for _ in range(cameras)]
+        bat = [backend.create_state() for _ in range(cameras)]
+        times: dict[str, list[float]] = {"sequential": [], "batched": []}
+        for i in range(cfg.key_frames + warmup + reps):
+            imgs = [frames[(i + 3 * c) % len(frames)] for c in range(cameras)]
+            measured = i >= cfg.key_frames + warmup
+            for mode in (("sequential", "batched") if i % 2 else ("batched", "sequential")):
+                t0 = time.perf_counter()
+                if mode == "sequential":
+                    for img, st in zip(imgs, seq, strict=True):
+                        backend.infer(img, st)
+                else:
+                    backend.infer_many(imgs, bat)
+                if measured:
+                    times[mode].append((time.perf_counter() - t0) * 1e3)
+        s_ms, b_ms = statistics.median(times["sequential"]), statistics.median(times["batched"])
+        out[engine] = {"sequential_ms": s_ms, "batched_ms": b_ms, "speedup": s_ms / b_ms,
+                       "batching": backend.batching}
+    return out
+
+
 def write_calibration_folder(frames: list[np.ndarray], folder: Path, n: int) -> Path:
     import cv2
 
@@ -190,10 +224,12 @@ def main(argv: list[str] | None = None) -> int:
                                                      args.calib_frames).items():
                     runs[model_name, engine] = (cfg, backend)
             timed = run_rounds(runs, frames, reps, warmup)
+            batching = run_batching(runs, frames, args.cameras, reps, warmup) if args.cameras > 1 else {}
             per_size: dict[str, Any] = {m: {e: r for (mm, e), r in timed.items() if mm == m}
                                         for m in ("bise18", "stt_bise18")}
             del runs
             results["sizes"][f"{h}x{w}"] = per_size
+            per_size["batching"] = batching
             print(f"\n{h}x{w}, T={args.key_frames}, median network ms of {reps} steps (interleaved):")
             print(f"  {'engine':<18} {'BiSe18':>9} {'STT-BiSe18':>11} {'STT/frame':>10} {'agree(STT)':>11}")
             for engine in args.engines:
@@ -206,7 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             if ref:
                 print("  speed-up over torch fp32 (STT): " + ", ".join(
                     f"{e} {ref['ms'] / r['ms']:.2f}x" for e, r in per_size["stt_bise18"].items() if e != "torch-fp32"))
-            print("  4 cameras batched vs 4 sequential steps: TODO (issue 22, another engineer's)")
+            if batching:
+                print(f"  {args.cameras} cameras of STT-BiSe18, median ms of a round (all cameras one step):")
+                for engine, r in batching.items():
+                    print(f"    {engine:<18} sequential {r['sequential_ms']:>8.1f}  batched ({r['batching']}) "
+                          f"{r['batched_ms']:>8.1f}  throughput {r['speedup']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
