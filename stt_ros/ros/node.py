@@ -63,7 +63,14 @@ from std_srvs.srv import Trigger
 
 from stt_ros.config import ConfigError
 from stt_ros.msg import TemporalConsistency
-from stt_ros.ros.conversions import ImageError, compressed_size, compressed_to_rgb, image_to_rgb, numpy_to_image
+from stt_ros.ros.conversions import (
+    ImageError,
+    compressed_size,
+    compressed_to_rgb,
+    image_from_cdr,
+    image_to_rgb,
+    numpy_to_image,
+)
 from stt_ros.ros.params import declare_parameters, params_file_warnings, read_settings, settings_with
 from stt_ros.ros.settings import NodeSettings, running_summary
 from stt_ros.runtime import StreamingSegmenter, create_backend
@@ -281,11 +288,14 @@ class STTNode(Node):
             self._wake.set()
 
     def _decode(self, stream: CameraStream, raw: bytes) -> tuple[np.ndarray, object]:
-        try:
-            msg = deserialize_message(raw, stream.msg_type)
-        except Exception as exc:  # noqa: BLE001 (rclpy raises plain exceptions for malformed CDR)
-            raise ImageError(f"malformed message ({len(raw)} bytes of CDR that do not deserialize as "
-                             f"{stream.msg_type.__name__}: {exc})") from None
+        # the fields read in place, the pixels a view of raw (deserialize_message copies them twice)
+        msg = image_from_cdr(raw, stream.compressed)
+        if msg is None:  # not what image_from_cdr reads exactly as rclpy does: rclpy decides
+            try:
+                msg = deserialize_message(raw, stream.msg_type)
+            except Exception as exc:  # noqa: BLE001 (rclpy raises plain exceptions for malformed CDR)
+                raise ImageError(f"malformed message ({len(raw)} bytes of CDR that do not deserialize as "
+                                 f"{stream.msg_type.__name__}: {exc})") from None
         limit = self.settings.max_input_pixels
         if stream.compressed:  # from the file's header (empty data: the decoder says so below)
             _, w, h = compressed_size(msg.data) if len(msg.data) else ("", 0, 0)
