@@ -213,17 +213,24 @@ def test_bare_mcap_file(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
         np.testing.assert_array_equal(mask, ref[stamp])
 
 
-def test_two_cameras_keep_their_own_ring_buffers(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
-    """Frames of two cameras interleaved in one bag: each camera's masks are those of a bag with
-    that camera alone (its ring buffer never sees the other camera's frames)."""
+def stereo_bag(synth_bag: Path, path: Path, right_back_at: int | None = None) -> Path:
+    """The synth bag's frames as a left camera, interleaved with a right camera showing them mirrored
+    in reverse order; from frame ``right_back_at`` on, the right camera's stamps are 1 s earlier."""
     ts = typestore()
     frames = bag_frames(synth_bag)
     msgs = []
     for i, (t, rgb) in enumerate(frames):
         msgs.append(("/left/image_raw", "sensor_msgs/msg/Image", t, image_msg(ts, rgb, t)))
         flipped = np.ascontiguousarray(frames[len(frames) - 1 - i][1][:, ::-1])
-        msgs.append(("/right/image_raw", "sensor_msgs/msg/Image", t + 1, image_msg(ts, flipped, t)))
-    bag = write_bag(tmp_path / "stereo", msgs)
+        stamp = t - 10**9 if right_back_at is not None and i >= right_back_at else t
+        msgs.append(("/right/image_raw", "sensor_msgs/msg/Image", t + 1, image_msg(ts, flipped, stamp)))
+    return write_bag(path, msgs)
+
+
+def test_two_cameras_keep_their_own_ring_buffers(synth_bag: Path, tmp_path: Path, offline: Path) -> None:
+    """Frames of two cameras interleaved in one bag: each camera's masks are those of a bag with
+    that camera alone (its ring buffer never sees the other camera's frames)."""
+    bag = stereo_bag(synth_bag, tmp_path / "stereo")
     res = run_cli(bag, "--out", tmp_path / "out", "--flow", "none")
     assert res.returncode == 0, res.stderr
     cams = json.loads((tmp_path / "out" / "metrics.json").read_text())["cameras"]
@@ -240,16 +247,9 @@ def test_two_cameras_keep_their_own_ring_buffers(synth_bag: Path, tmp_path: Path
 def test_batch_cameras_gives_each_camera_its_own_stream(synth_bag: Path, tmp_path: Path) -> None:
     """--batch-cameras: the two cameras' frames stepped together give the masks, TC and counts of the
     same bag evaluated one frame at a time (torch batches the per-frame network: masks to 99.9 %)."""
-    ts = typestore()
     frames = bag_frames(synth_bag)
-    msgs = []
-    for i, (t, rgb) in enumerate(frames):
-        msgs.append(("/left/image_raw", "sensor_msgs/msg/Image", t, image_msg(ts, rgb, t)))
-        flipped = np.ascontiguousarray(frames[len(frames) - 1 - i][1][:, ::-1])
-        # the right camera's stamps jump back half way: its ring buffer resets there, the left one's not
-        stamp = t if i < len(frames) // 2 else t - 10**9
-        msgs.append(("/right/image_raw", "sensor_msgs/msg/Image", t + 1, image_msg(ts, flipped, stamp)))
-    bag = write_bag(tmp_path / "stereo", msgs)
+    # the right camera's stamps jump back half way: its ring buffer resets there, the left one's not
+    bag = stereo_bag(synth_bag, tmp_path / "stereo", right_back_at=len(frames) // 2)
     outs = {}
     for mode, extra in (("alone", ()), ("batched", ("--batch-cameras",))):
         res = run_cli(bag, "--out", tmp_path / mode, *extra)
