@@ -23,7 +23,8 @@ Design:
   moment in one backend step, :meth:`Backend.infer_many`; it never waits for a late camera);
   each camera's output thread brings the mask back
   to the camera size and publishes it first, then the colour mask and overlay (when subscribed),
-  the temporal consistency and its report. So a camera sending huge frames costs its own threads'
+  the temporal consistency and its report (TC runs while the model takes the camera's next frame:
+  its frame pair was fixed at segmentation). So a camera sending huge frames costs its own threads'
   time, not the model's, nothing queues without bound, and the executor stays free for callbacks,
   the reset service and diagnostics (which run on a steady timer, so they go on without /clock).
 * Python ``logging`` of the library (``stt_ros.*``: backends, engine builds) is forwarded to the
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import struct
@@ -74,7 +76,7 @@ from stt_ros.ros.conversions import (
 from stt_ros.ros.params import declare_parameters, params_file_warnings, read_settings, settings_with
 from stt_ros.ros.settings import NodeSettings, running_summary
 from stt_ros.runtime import StreamingSegmenter, create_backend
-from stt_ros.runtime.camera import WINDOW, CameraPipeline, PipelineSettings
+from stt_ros.runtime.camera import WINDOW, CameraPipeline, Counters, PipelineSettings
 from stt_ros.viz import make_palette, palette
 from stt_ros.weights import WeightsError
 
@@ -386,21 +388,30 @@ class STTNode(Node):
             stream.cond.notify_all()
 
     def _output_loop(self, stream: CameraStream) -> None:
-        """The camera's outputs, one frame at a time and in order, beside the model's next frames."""
+        """The camera's outputs, one frame at a time and in order, beside the model's next frames: the
+        mask (and colour/overlay) first; the outbox is then free for the camera's next frame, so the
+        model does not wait for this frame's TC (its pair was fixed when it was segmented)."""
         while self._running:
             with stream.cond:
                 stream.cond.wait_for(lambda: not self._running or stream.outbox is not None, timeout=0.5)
                 if stream.outbox is None:
                     continue
                 frame, header = stream.outbox
+            counters = None
             try:
                 with stream.busy:
-                    self._publish(stream, frame, header)
+                    counters = self._publish_masks(stream, frame, header)
             except Exception as exc:  # noqa: BLE001 (the frame was counted as processed: report, don't count)
                 self._reject(stream, f"publishing failed: {type(exc).__name__}: {exc}", count=False)
             with stream.cond:
                 stream.outbox = None
             self._wake.set()
+            if counters is None:
+                continue
+            try:
+                self._publish_tc(stream, frame, header, counters)
+            except Exception as exc:  # noqa: BLE001
+                self._reject(stream, f"publishing failed: {type(exc).__name__}: {exc}", count=False)
 
     def _reject(self, stream: CameraStream, reason: str, count: bool = True) -> None:
         now = time.monotonic()
@@ -439,16 +450,21 @@ class STTNode(Node):
         if older:
             stream.pipeline.policy.observe(max(older))
 
-    def _publish(self, stream: CameraStream, frame, header) -> None:  # noqa: ANN001
-        """The output thread's part: the mask first, then colour/overlay on demand, TC and its report."""
+    def _publish_masks(self, stream: CameraStream, frame, header) -> Counters:  # noqa: ANN001
+        """The output thread's first part: the mask, then colour/overlay on demand. Returns the camera's
+        counters as they stand with this frame (its TC report carries them)."""
         pipe, pubs = stream.pipeline, stream.pubs
-        stamp = frame.stamp
         pubs["mask"].publish(numpy_to_image(pipe.finish_mask(frame), "mono8", header))
         if pubs["color_mask"].get_subscription_count() > 0:
             pubs["color_mask"].publish(numpy_to_image(pipe.colorize(frame), "rgb8", header))
         if pubs["overlay"].get_subscription_count() > 0:
             pubs["overlay"].publish(numpy_to_image(pipe.overlay(frame), "rgb8", header))
+        with stream.cond:
+            return dataclasses.replace(pipe.counters)
 
+    def _publish_tc(self, stream: CameraStream, frame, header, c: Counters) -> None:  # noqa: ANN001
+        """The output thread's second part, while the model may run the camera's next frame: TC and its report."""
+        pipe = stream.pipeline
         tc = pipe.consistency(frame)
         tc_msg = TemporalConsistency(header=header, camera_name=stream.name, tc_valid=False,
                                      tc_miou=float("nan"), tc_pixel_agreement=float("nan"))
@@ -459,13 +475,12 @@ class STTNode(Node):
             tc_msg.tc_class_union = tc.union.astype(np.uint32).tolist()
         now_ros = self.get_clock().now().nanoseconds * 1e-9
         tc_msg.inference_latency_ms = frame.result.timings["total_ms"]
-        tc_msg.end_to_end_latency_ms = max(0.0, (now_ros - stamp) * 1e3)
+        tc_msg.end_to_end_latency_ms = max(0.0, (now_ros - frame.stamp) * 1e3)
         tc_msg.ring_buffer_fill, tc_msg.ring_buffer_capacity = frame.buffer_fill, pipe.capacity
-        c = pipe.counters
         tc_msg.frames_dropped, tc_msg.frames_rejected = c.dropped, c.rejected
         tc_msg.buffer_resets, tc_msg.frames_processed = c.resets, c.processed
         stream.end_to_end_ms.append(tc_msg.end_to_end_latency_ms)
-        pubs["tc"].publish(tc_msg)
+        stream.pubs["tc"].publish(tc_msg)
 
     # ------------------------------------------------------------------ services, diagnostics
     def _on_reset(self, request, response):  # noqa: ANN001, ANN201

@@ -16,7 +16,9 @@ Per frame, in this order:
    compared (:func:`stt_ros.metrics.pair_agreement`, the ``stt_ros`` protocol). The network-size map
    is what the camera-size mask is upsampled from (nearest), so nothing is lost, and the cost does
    not grow with the camera: 4.6 ms of flow per frame at 512x1024, 45 ms at 1024x2048 (2 cores). No
-   pair spans a ring-buffer reset.
+   pair spans a ring-buffer reset. The pair is fixed when the frame is segmented (``Frame.prev``, the
+   previous segmented frame of the same stream since the last reset), so a frame's TC may be computed
+   while the next frame is in the model.
 5. **Counters and latencies** (processed, dropped, rejected, resets; recent inference times and TC).
 
 :meth:`CameraPipeline.process` runs 1-4 in one call. Apart, they let a caller spread one camera's
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,6 +77,9 @@ class Frame:
     color: np.ndarray | None = None
     overlay: np.ndarray | None = None
     tc: Agreement | None = None  # vs the previous frame; None on the first frame after a reset
+    #: TC's predecessor, fixed at segmentation: the previous segmented frame's network-size (image,
+    #: class map), None after a reset
+    prev: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -86,7 +91,8 @@ class CameraPipeline:
     """Everything one camera stream needs between an RGB frame and its outputs (module docstring).
 
     Not thread-safe: one caller at a time (the node's inference thread holds a per-camera lock);
-    :meth:`count_dropped` alone may be called from another thread.
+    :meth:`count_dropped` may be called from another thread, and so may :meth:`consistency`, which
+    reads only its frame (and its flow estimator), beside the next :meth:`segment`.
     """
 
     def __init__(self, segmenter: StreamingSegmenter, settings: PipelineSettings | None = None,
@@ -97,7 +103,7 @@ class CameraPipeline:
         self.counters = Counters()
         self.inference_ms: collections.deque = collections.deque(maxlen=WINDOW)
         self.recent_tc: collections.deque = collections.deque(maxlen=WINDOW)
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # network-size (image, class map)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # last segmented network-size (image, class map)
         self._flow: FlowEstimator | None = None
         self.lut = palette("cityscapes") if lut is None else lut
         self.settings = PipelineSettings()
@@ -124,7 +130,7 @@ class CameraPipeline:
     def reset(self) -> None:
         """Forget the past frames (ring buffer and TC's previous frame)."""
         self.segmenter.reset()
-        self._prev = None
+        self._last = None
         self.counters.resets += 1
 
     def forget(self) -> None:
@@ -155,7 +161,7 @@ class CameraPipeline:
         result = self.segmenter.infer(prepared if prepared is not None else self.segmenter.prepare(rgb),
                                       upsample=False)
         self.counters.processed += 1
-        frame = Frame(stamp, rgb, result, reason, fill)
+        frame = Frame(stamp, rgb, result, reason, fill, prev=self._take_turn(result))
         if upsample:
             self.finish_mask(frame)
         return frame
@@ -187,11 +193,17 @@ class CameraPipeline:
         for pipe, (rgb, stamp, _), result, reason, fill in zip(pipes, frames, results, reasons, fills, strict=True):
             pipe.counters.processed += 1
             pipe.counters.batched += len(pipes) > 1
-            frame = Frame(stamp, rgb, result, reason, fill)
+            frame = Frame(stamp, rgb, result, reason, fill, prev=pipe._take_turn(result))
             if upsample:
                 pipe.finish_mask(frame)
             out.append(frame)
         return out
+
+    def _take_turn(self, result: SegResult) -> tuple[np.ndarray, np.ndarray] | None:
+        """The just segmented frame becomes the last one; returns the one before it (TC's pair)."""
+        prev = self._last
+        self._last = (result.net_image, result.class_map_net) if result.net_image is not None else None
+        return prev
 
     def finish_mask(self, frame: Frame) -> np.ndarray:
         """The mask at the output size (the deferred step 2 of :meth:`segment`)."""
@@ -213,15 +225,16 @@ class CameraPipeline:
         return frame.overlay
 
     def consistency(self, frame: Frame) -> Agreement | None:
-        """Step 4, once per frame in stream order: TC of ``frame`` against the previous frame."""
+        """Step 4: TC of ``frame`` against the frame segmented before it (``frame.prev``), None after a
+        reset or with TC disabled. It reads only the frame, so it may run beside the next :meth:`segment`."""
         net_image, class_map = frame.result.net_image, frame.result.class_map_net
         tc = None
-        if self.settings.tc_enabled and self._prev is not None and net_image is not None:
-            prev_image, prev_map = self._prev
-            tc = pair_agreement(prev_map, class_map, self._flow.backward(prev_image, net_image), self.num_classes)
+        flow = self._flow  # configure() may replace it meanwhile
+        if self.settings.tc_enabled and frame.prev is not None and net_image is not None:
+            prev_image, prev_map = frame.prev
+            tc = pair_agreement(prev_map, class_map, flow.backward(prev_image, net_image), self.num_classes)
             if np.isfinite(tc.miou):
                 self.recent_tc.append(tc.miou)
-        self._prev = (net_image, class_map) if net_image is not None else None
         frame.tc = tc
         return tc
 

@@ -55,6 +55,28 @@ def test_tc_is_computed_at_the_network_size_with_the_shipped_flow(backend) -> No
     assert list(pipe.recent_tc) == [f.tc.miou for f in frames[1:]]
 
 
+def test_tc_may_lag_the_model_by_frames_and_a_reset(backend) -> None:
+    """The node computes frame N's TC while frame N+1 is in the model: a frame's pair is fixed when it
+    is segmented, so TC computed late (after later frames and a reset) equals TC computed in order."""
+    clip = drive(4, H, W, seed=3)
+    stamps = [0.0, 0.1, 0.2, 5.0]  # frame 3 comes after a gap: reset
+    inline = CameraPipeline(StreamingSegmenter(backend))
+    ref = [inline.process(rgb, t).tc for rgb, t in zip(clip, stamps, strict=True)]
+    late = CameraPipeline(StreamingSegmenter(backend))
+    frames = [late.segment(rgb, t) for rgb, t in zip(clip[:3], stamps[:3], strict=True)]
+    assert late.consistency(frames[0]) is None
+    frames.append(late.segment(clip[3], stamps[3]))
+    assert frames[3].reset.startswith("gap of")
+    for i in (2, 1, 3):  # out of order, after the reset
+        got = late.consistency(frames[i])
+        if ref[i] is None:
+            assert got is None, f"frame {i}"
+        else:
+            assert got.intersection.tolist() == ref[i].intersection.tolist(), f"frame {i}"
+            assert got.union.tolist() == ref[i].union.tolist(), f"frame {i}"
+    assert ref[1] is not None and ref[2] is not None and ref[3] is None
+
+
 def test_a_reset_starts_tc_and_the_ring_buffer_afresh(backend) -> None:
     pipe = CameraPipeline(StreamingSegmenter(backend), PipelineSettings(max_gap_s=0.5))
     clip = drive(4, H, W, seed=1)
