@@ -97,11 +97,23 @@ def test_stt_export_precision_flags(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "needs --calib-dir" in capsys.readouterr().err
 
 
-def _miou(graph: Path, cfg: STTConfig, sequences: list[list[tuple[Path, Path]]]) -> float:
+def _miou(graph: Path, cfg: STTConfig, sequences: list[list[tuple[Path, Path]]], exact_qdq: bool = False) -> float:
+    """mIoU of ``graph`` in onnxruntime. ``exact_qdq``: no graph fusion, so each Q/DQ pair runs as
+    DequantizeLinear -> fp32 op -> QuantizeLinear: the fake-quantized arithmetic that TensorRT's int8
+    kernels compute exactly (int32 accumulation). onnxruntime's fused int8 kernels on a CPU without
+    VNNI (AVX2 only) add u8 x s8 pairs in saturating int16 (vpmaddubsw), an error of that CPU kernel,
+    not of the graph TensorRT builds from (seen here, on an AMD EPYC with AVX2 only: int8 2.0 mIoU
+    below fp32 fused, within 0.01 unfused)."""
+    import onnxruntime as ort
+
     from stt_ros.metrics import ConfusionMatrix
     from stt_ros.runtime import StreamingSegmenter, create_backend
 
-    backend = create_backend(cfg.replace(backend="onnxruntime", device="cpu", precision="fp32", weights=str(graph)))
+    so = ort.SessionOptions()
+    if exact_qdq:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    backend = create_backend(cfg.replace(backend="onnxruntime", device="cpu", precision="fp32", weights=str(graph)),
+                             session_options=so)
     cm = ConfusionMatrix(cfg.num_classes)
     for seq in sequences:
         seg = StreamingSegmenter(backend, output_size="network")
@@ -137,7 +149,7 @@ def test_qdq_within_one_miou_of_fp32_on_held_out_synthdrive(tmp_path: Path) -> N
         label = next((data / "gtFine" / "val").rglob(f"{stem}_gtFine_labelTrainIds.png"))
         sequences.setdefault(stem.rsplit("_", 1)[0], []).append((image, label))
     assert len(sequences) == 2 and all(len(s) >= 10 for s in sequences.values())
-    miou = {p: _miou(g, cfg, list(sequences.values())) for p, g in graphs.items()}
+    miou = {p: _miou(g, cfg, list(sequences.values()), exact_qdq=p == "int8") for p, g in graphs.items()}
     print("held-out SynthDrive mIoU (onnxruntime, demo model):", {p: round(100 * v, 2) for p, v in miou.items()})
     assert miou["fp32"] > 0.3  # the demo model works at all
     assert abs(miou["int8"] - miou["fp32"]) <= 0.01, miou
