@@ -20,9 +20,10 @@ Outputs
 Per-frame baselines (bise18, psp18, ...) have only ``image`` in and ``class_map`` (+ ``logits``)
 out. A frame marked invalid contributes no key (-inf before the softmax); with no valid frame
 the step is the per-frame prediction. Query selection runs one TopK per query tile (a band of rows) with a
-constant K <= 3840 (TensorRT's limit); key positions are computed from the selected positions;
-each frame's window is one Gather per query chunk (``--query-chunk`` queries bound the gathered
-keys/values); the refined rows go back with a ScatterND without reduction.
+constant K <= 3840 (TensorRT's limit); the attention runs per square tile of queries over the union
+of its queries' windows (:mod:`stt_ros.model.stt`), one Gather of a static table per chunk of tiles
+(``--query-chunk`` queries bound the gathered keys/values); the selected positions are marked with a
+ScatterND without reduction.
 
 ``--precision fp16`` writes the float16 graph and ``--precision int8`` the Q/DQ graph calibrated on
 ``--calib-dir`` frames (:mod:`stt_ros.runtime.tensorrt_precision`; the graph's inputs and outputs keep
