@@ -56,7 +56,7 @@ buffered frames as separate tensors (nearest first) plus a per-frame validity ve
 concatenates them once, gathers each chunk of tiles' key blocks with one Gather of a static
 table, masks with additive 0 / -inf biases (MatMul, Add, Softmax, MatMul: the pattern OpenVINO fuses
 into one kernel), and merges the result as a map: the output projection as a 1x1 convolution over
-every position times a 0/1 map of the selected positions (one ScatterND without reduction: the
+the attention map times a 0/1 map of the selected positions (one ScatterND without reduction: the
 positions are distinct), which stays in the convolutions' layout. Per tile top-k uses sorted output
 and the final raster-order sort is skipped (queries are independent, so their order does not change
 any value).
@@ -574,9 +574,9 @@ class SparseTemporalTransformer(nn.Module):
         values are concatenated once (small: the map, not the windows), each chunk of tiles gathers its key
         blocks with one Gather of a static table, then MatMul, Add (the mask as 0 / -inf biases), Softmax,
         MatMul (the pattern OpenVINO fuses into one attention kernel). The result goes back as a map: the
-        output projection as a 1x1 convolution over every position and a Where that keeps it at the
-        selected positions, which stays in the convolutions' layout (no transposes of the feature map, no
-        scatter) and costs less than the gathered rows it replaces."""
+        output projection as a 1x1 convolution of the attention map masked to the selected positions, added
+        to the features, which stays in the convolutions' layout (no transposes of the feature map) and
+        costs less than the gathered rows and scatter it replaces."""
         c, h, w = (int(x) for x in feat.shape[1:])  # static: plain ints even while tracing
         hd, heads, t = self.head_dim, self.heads, self.tile
         dev, dt = feat.device, feat.dtype
@@ -619,12 +619,15 @@ class SparseTemporalTransformer(nn.Module):
         # tiles back to a (1, heads*hd, H, W) map (the padding of partial tiles cropped)
         out = torch.cat(outs, 1).view(heads, ny, nx, t, t, hd).permute(0, 5, 1, 3, 2, 4)
         out = out.reshape(1, heads * hd, ny * t, nx * t)[:, :, :h, :w]
-        upd = F.conv2d(out, self.out_proj.weight[:, :, None, None], self.out_proj.bias)  # (1, C, H, W)
         # 1 at the selected positions, 0 elsewhere and everywhere when no frame is valid (then every query
         # keeps its feature: it has no valid key)
         picked = torch.zeros(h * w, dtype=dt, device=dev).index_put(
-            (sel.to(torch.int64),), valid.any().to(dt))  # distinct positions: no reduction
-        return feat + upd * picked.view(1, 1, h, w)
+            (sel.to(torch.int64),), valid.any().to(dt)).view(1, 1, h, w)  # distinct positions: no reduction
+        # out_proj at the selected positions only, as one 1x1 convolution whose sum the engines fuse with
+        # the residual add: [out * picked, picked] against [weight | bias] is W out + b where picked is 1
+        # and exactly 0 elsewhere (masking the 32-channel input, not the C-channel output)
+        weight = torch.cat([self.out_proj.weight, self.out_proj.bias[:, None]], 1)[:, :, None, None]
+        return feat + F.conv2d(torch.cat([out * picked, picked], 1), weight)
 
     def _forward_frames_gather(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int
                                ) -> Tensor:

@@ -14,8 +14,9 @@ SynthDrive frames rendered at the input size when no source is given).
 Cache: the compiled model (``CompiledModel.export_model``) is written beside the weights when that
 folder is writable, else under the user cache dir (``$XDG_CACHE_HOME/stt_ros/openvino``), as one
 file ``<stem>.<precision>.<H>x<W>.ov<version>.blob``: a JSON header (:func:`cache_key`: source
-SHA-256, graph config, precision, input size, OpenVINO version, CPU, calibration) and the blob
-with its length and SHA-256. It is rebuilt when any key field differs; a truncated or corrupt file
+SHA-256, graph config, precision, input size, OpenVINO version, CPU, calibration, the graph rewrites
+of :func:`convert_onnx` and, for a checkpoint, a fingerprint of the model and exporter code) and the
+blob with its length and SHA-256. It is rebuilt when any key field differs; a truncated or corrupt file
 is rebuilt with one warning. Written atomically.
 
 Run time, per stream: its own InferRequest and T + 1 preallocated numpy slots wrapped once in
@@ -106,12 +107,30 @@ def resolve_precision(requested: str, capabilities: list[str], cpu_name: str = "
 
 
 def cache_key(source_sha256: str, config: STTConfig, precision: str, version: str, cpu: str,
-              calibration: str = "") -> dict[str, str]:
-    """Everything a cached compiled model depends on; a difference in any field means rebuild."""
+              calibration: str = "", exporter: str = "") -> dict[str, str]:
+    """Everything a cached compiled model depends on; a difference in any field means rebuild.
+    ``exporter``: for a checkpoint source, :func:`exporter_fingerprint` (the graph it exports to)."""
     graph = {k: v for k, v in config.to_dict().items() if k in GRAPH_FIELDS}
     return {"source_sha256": source_sha256, "graph_config": json.dumps(graph, sort_keys=True), "precision": precision,
             "input_size": f"{config.input_height}x{config.input_width}", "openvino": version, "cpu": cpu,
-            "calibration": calibration}
+            "calibration": calibration, "conversion": CONVERSION, "exporter": exporter}
+
+
+def exporter_fingerprint() -> str:
+    """SHA-256 of the code that turns a checkpoint into the step graph (``stt_ros.model`` and the
+    exporter): a checkpoint's compiled model is rebuilt when that code changes, as an .onnx one is when
+    its file does."""
+    import importlib.util
+
+    model_dir = Path(__file__).resolve().parents[1] / "model"  # stt_ros/model, read, not imported
+    files = sorted(model_dir.glob("*.py"))
+    spec = importlib.util.find_spec("stt_train.export")
+    if spec is not None and spec.origin:
+        files.append(Path(spec.origin))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
 
 
 def folder_writable(folder: Path) -> bool:
@@ -212,12 +231,77 @@ def decompose_logsumexp(proto: Any) -> int:
     return count
 
 
+def _reduce(op: str, x: str, y: str, axis: int, keep: int, opset: int, axes_name: str) -> Any:
+    """A ReduceMax/ReduceMin node over one axis (axes an attribute before opset 18, an input from 18)."""
+    from onnx import helper
+
+    if opset >= 18:
+        return helper.make_node(op, [x, axes_name], [y], keepdims=keep)
+    return helper.make_node(op, [x], [y], axes=[axis], keepdims=keep)
+
+
+def decompose_argmax(proto: Any) -> int:
+    """Rewrite every float ArgMax of the ONNX ``proto`` (in place) as the smallest index where the input
+    equals its max (ReduceMax, Equal, Where, ReduceMin, Cast), returning how many: the same indices
+    (ties: the first, as ArgMax; a NaN in the slice gives the class count instead). OpenVINO turns an
+    ArgMax into a TopK(k=1), which on a channels-last map (the layout its convolutions and resize leave
+    the logits in) is slow: 24 ms of a 345 ms BiSe18 step at 512x1024 on 2 AVX2 cores, against ~11 ms
+    for the reductions. Not applied for onnxruntime, whose ArgMax is the faster of the two there."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    if not any(n.op_type == "ArgMax" for n in proto.graph.node):
+        return 0
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    types = {vi.name: vi.type.tensor_type for vi in
+             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+    nodes, count = [], 0
+    for node in proto.graph.node:
+        tt = types.get(node.input[0]) if node.op_type == "ArgMax" else None
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if tt is None or tt.elem_type != TensorProto.FLOAT or attrs.get("select_last_index", 0):
+            nodes.append(node)
+            continue
+        rank = len(tt.shape.dim)
+        axis = int(attrs.get("axis", 0)) % rank
+        n = tt.shape.dim[axis].dim_value
+        if n <= 0:  # the class count must be static
+            nodes.append(node)
+            continue
+        count += 1
+        x, y, keep = node.input[0], node.output[0], int(attrs.get("keepdims", 1))
+        t = f"{node.name or y}/ov_argmax"
+        index_shape = [1] * rank
+        index_shape[axis] = n
+        proto.graph.initializer.extend([
+            helper.make_tensor(f"{t}/index", TensorProto.FLOAT, index_shape, [float(i) for i in range(n)]),
+            helper.make_tensor(f"{t}/none", TensorProto.FLOAT, [], [float(n)]),
+            helper.make_tensor(f"{t}/axes", TensorProto.INT64, [1], [axis])])
+        nodes += [
+            _reduce("ReduceMax", x, f"{t}/max", axis, 1, opset, f"{t}/axes"),
+            helper.make_node("Equal", [x, f"{t}/max"], [f"{t}/is_max"]),
+            helper.make_node("Where", [f"{t}/is_max", f"{t}/index", f"{t}/none"], [f"{t}/candidates"]),
+            _reduce("ReduceMin", f"{t}/candidates", f"{t}/first", axis, keep, opset, f"{t}/axes"),
+            helper.make_node("Cast", [f"{t}/first"], [y], to=TensorProto.INT64),
+        ]
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return count
+
+
+#: What :func:`convert_onnx` does to a graph before OpenVINO converts it (part of the cache key: a
+#: compiled model from another version of these rewrites is rebuilt).
+CONVERSION = "decompose_logsumexp+decompose_argmax"
+
+
 def convert_onnx(ov: Any, path: str | Path) -> Any:
-    """``ov.convert_model`` of the ONNX file at ``path``, after :func:`decompose_logsumexp`."""
+    """``ov.convert_model`` of the ONNX file at ``path``, after :func:`decompose_logsumexp` and
+    :func:`decompose_argmax`."""
     import onnx
 
     proto = onnx.load(str(path))
-    if not decompose_logsumexp(proto):
+    if not decompose_logsumexp(proto) + decompose_argmax(proto):
         return ov.convert_model(str(path))
     with tempfile.TemporaryDirectory(prefix="stt_openvino_") as tmp:
         patched = Path(tmp) / "step.onnx"
@@ -316,7 +400,8 @@ class OpenVINOBackend(Backend):
             calib = calibration_descriptor(calib_source, calib_frames) if calib_source is not None else \
                 f"synthdrive seed=0 frames<={calib_frames}"
         self.version = openvino_version(ov)
-        key = cache_key(file_sha256(source), config, self.precision, self.version, f"{cpu} {','.join(caps)}", calib)
+        key = cache_key(file_sha256(source), config, self.precision, self.version, f"{cpu} {','.join(caps)}", calib,
+                        exporter_fingerprint() if self.from_checkpoint else "")
         folder, where = (Path(cache_dir), "as configured") if cache_dir is not None else cache_dir_for(source)
         short = self.version.split("-", 1)[0]
         self.cache_path = folder / f"{source.stem}.{self.precision}.{config.input_height}x{config.input_width}" \

@@ -1,7 +1,8 @@
 """The OpenVINO backend beyond the shared BackendTester (test_backends.TestOpenVINO): the demo model
 from its checkpoint equals torch, the compiled-model cache (rebuilt when weights, precision, input
-size or OpenVINO version differ; a damaged file rebuilt with one warning; where it lives), bf16
-only where the CPU has it, int8 by NNCF; torch bf16; and what ``backend: auto`` picks."""
+size, OpenVINO version or, for a checkpoint, the exporter differ; a damaged file rebuilt with one
+warning; where it lives), the argmax rewrite, bf16 only where the CPU has it, int8 by NNCF; torch
+bf16; and what ``backend: auto`` picks."""
 
 from __future__ import annotations
 
@@ -83,6 +84,23 @@ def test_demo_model_from_its_checkpoint_equals_torch(demo: STTConfig, demo_frame
     res = compare_streams(create_backend(demo), backend, demo_frames, reset_at=10)
     assert res["fills"] == [min(i, demo.key_frames) for i in range(10)] * 2
     assert res["mask"] >= 0.999 and res["logits_close"] >= 0.999, res
+
+
+def test_a_checkpoints_cached_model_is_rebuilt_when_the_exporter_changes(
+        demo: STTConfig, demo_cache: Path, builds: list[Path], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint's graph comes from the model and exporter code, not from a file: the cache key holds a
+    fingerprint of that code, so a changed export formulation is rebuilt, not served stale."""
+    cfg = demo.replace(backend="openvino")
+    create_backend(cfg, cache_dir=demo_cache)  # built by the test above or now
+    n = len(builds)
+    create_backend(cfg, cache_dir=demo_cache)
+    assert len(builds) == n  # served from the cache
+    monkeypatch.setattr(openvino_backend, "exporter_fingerprint", lambda: "another exporter")
+    with caplog.at_level(logging.INFO, logger=LOG):
+        create_backend(cfg, cache_dir=demo_cache)
+    assert len(builds) == n + 1 and "built for other inputs: exporter" in caplog.text
+    assert "corrupt" not in caplog.text
 
 
 def test_bf16_stays_close_to_fp32_on_the_demo_model(demo: STTConfig, demo_frames: list[np.ndarray],
@@ -294,3 +312,49 @@ def test_backend_auto_runs_openvino_here_and_says_so(step_graph: StepGraph, grap
         backend = create_backend(step_graph.config.replace(backend="auto", weights=str(graph_copy)))
     assert backend.name == "openvino" and backend.config.backend == "openvino"
     assert "backend=auto: running openvino (tensorrt: not installed; openvino is installed (CPU))" in caplog.text
+
+
+# ---------------------------------------------------------------------------- graph rewrites
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_argmax_rewrite_gives_the_same_indices_ties_included(opset: int, keepdims: int) -> None:
+    """OpenVINO gets the class argmax as reductions (decompose_argmax): the same indices as ArgMax in
+    onnxruntime, the first one on ties, on both the attribute (opset 17) and input (18) forms of axes."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 6, 7])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, 1, 6, 7] if keepdims else [1, 6, 7])
+    graph = helper.make_graph([helper.make_node("ArgMax", ["x"], ["y"], name="am", axis=1, keepdims=keepdims)],
+                              "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert openvino_backend.decompose_argmax(rewritten) == 1
+    assert "ArgMax" not in {n.op_type for n in rewritten.graph.node}
+    onnx.checker.check_model(rewritten, full_check=True)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 3, (1, 5, 6, 7)).astype(np.float32)  # few values: many ties
+    data[0, :, 0, 0] = 2.0  # all equal: index 0
+    got = {}
+    for name, m in (("argmax", model), ("rewritten", rewritten)):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        got[name] = sess.run(None, {"x": data})[0]
+    np.testing.assert_array_equal(got["rewritten"], got["argmax"])
+    assert got["argmax"].dtype == got["rewritten"].dtype == np.int64
+    expected = data.argmax(1)
+    np.testing.assert_array_equal(got["argmax"].reshape(expected.shape), expected)
+    compiled = ov.Core().compile_model(_ov_from_proto(rewritten), "CPU")
+    np.testing.assert_array_equal(compiled(data)[0].reshape(expected.shape), expected)
+
+
+def _ov_from_proto(proto) -> object:  # noqa: ANN001
+    import tempfile
+
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:  # the rewritten graph through OpenVINO's own ONNX reader
+        path = Path(tmp) / "g.onnx"
+        onnx.save(proto, str(path))
+        return ov.convert_model(str(path))
