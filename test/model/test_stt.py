@@ -292,6 +292,10 @@ def test_batch_items_use_their_own_memory_and_validity_flags() -> None:
                                    torch.cat([stt(feat[:1], memory[:1], [1, 0]), stt(feat[1:], memory[1:], [1, 0])]))
         torch.testing.assert_close(stt(feat, memory, [0, 1, 2], valid=flags),  # each item's own valid frames
                                    torch.cat([stt(feat[:1], memory[:1], [0, 1]), stt(feat[1:], memory[1:], [0])]))
+        none = torch.tensor([[True, False, False], [False, False, False]])  # item 1: no valid frame at all
+        got = stt(feat, memory, [0, 1, 2], valid=none)
+        torch.testing.assert_close(got[1], feat[1], rtol=0, atol=0)  # keeps its features, no NaN
+        torch.testing.assert_close(got[:1], stt(feat[:1], memory[:1], [0]))
     with pytest.raises(ValueError, match="one flag per frame"):
         stt(feat, memory, [0, 1, 2], valid=torch.ones(2, 2, dtype=torch.bool))
 
