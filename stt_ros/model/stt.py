@@ -433,20 +433,11 @@ class SparseTemporalTransformer(nn.Module):
             m = int(ids.numel())
             rows = idx.index_select(1, ids).reshape(-1)
             kv = mem.index_select(1, rows).view(b, heads, m, n_keys, 2 * hd)
-            mask = blocked.index_select(0, ids)
-            if self.affinity == "dot":  # one fused kernel: the (m, tt, K) logits are never materialised
-                allowed = ~(mask if invalid is None else mask | invalid)  # (m, tt, K) or (B, 1, m, tt, K)
-                allowed = allowed[None] if invalid is None else allowed.expand(b, heads, m, tt, n_keys).reshape(
-                    b * heads, m, tt, n_keys)
-                k, v = (x.reshape(b * heads, m, n_keys, hd) for x in (kv[..., :hd], kv[..., hd:]))
-                res = F.scaled_dot_product_attention(qt.index_select(2, ids).reshape(b * heads, m, tt, hd), k, v,
-                                                     attn_mask=allowed, scale=1.0)
-                out.index_copy_(2, ids, res.view(b, heads, m, tt, hd))
-                continue
             logits = torch.matmul(qt.index_select(2, ids), kv[..., :hd].transpose(-1, -2))  # (B, heads, m, tt, K)
             if self.affinity == "l2":
                 key_term = norms.index_select(1, rows).view(b, heads, m, 1, n_keys)
                 logits += key_term
+            mask = blocked.index_select(0, ids)
             logits.masked_fill_(mask if invalid is None else mask | invalid, float("-inf"))
             out.index_copy_(2, ids, torch.matmul(logits.softmax(-1), kv[..., hd:]))
         # the selected positions' rows: query slot of each, per batch item
