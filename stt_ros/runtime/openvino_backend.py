@@ -258,7 +258,10 @@ def decompose_argmax(proto: Any) -> int:
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
     nodes, count = [], 0
     for node in proto.graph.node:
-        tt = types.get(node.input[0]) if node.op_type == "ArgMax" else None
+        if node.op_type != "ArgMax":
+            nodes.append(node)
+            continue
+        tt = types.get(node.input[0])
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if tt is None or tt.elem_type != TensorProto.FLOAT or attrs.get("select_last_index", 0):
             nodes.append(node)
