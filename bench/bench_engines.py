@@ -3,7 +3,8 @@
 BiSe18 and the STT-BiSe18 streaming step, in one run.
 
 Each model (random weights, one seed: timing does not depend on them) is exported once with
-``stt-export``'s ``export_step``; every engine runs it through the real backends
+``stt-export``'s ``export_step`` (OpenVINO gets the ``openvino`` attention layout, the one its backend
+exports a checkpoint with; the others the ``portable`` one); every engine runs it through the real backends
 (``create_backend``) on the same synthetic video (bench_stt_step's). Each stream is warmed up until
 its ring buffer is full, then all (model, engine) pairs take turns, one step each per round (the
 order rotates every round), so a busy machine slows them alike; medians of the network time are
@@ -103,7 +104,7 @@ def cpu_report() -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), facts
 
 
-def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, calib: Path, engines: list[str],
+def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, onnx_ov: Path, calib: Path, engines: list[str],
                   facts: dict[str, Any], calib_frames: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for engine in engines:
@@ -124,7 +125,7 @@ def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, calib: Pat
             opts: dict[str, Any] = {"cache_dir": onnx.parent}
             if precision == "int8":
                 opts.update(calib_source=calib, calib_frames=calib_frames)
-            out[engine] = create_backend(cfg.replace(backend="openvino", precision=precision, weights=str(onnx)),
+            out[engine] = create_backend(cfg.replace(backend="openvino", precision=precision, weights=str(onnx_ov)),
                                          **opts)
         print(f"  {engine}: ready in {time.perf_counter() - t0:.1f} s")
     return out
@@ -220,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                 onnx.parent.mkdir()
                 print(f"\n{model_name} {h}x{w}: exporting, building the engines")
                 export_step(model, cfg, onnx)
-                for engine, backend in make_backends(cfg, model, onnx, calib, args.engines, facts,
+                # OpenVINO runs the layout its backend exports a checkpoint with (the others: portable)
+                onnx_ov = onnx.with_name("step.openvino.onnx")
+                export_step(model, cfg, onnx_ov, layout="openvino")
+                for engine, backend in make_backends(cfg, model, onnx, onnx_ov, calib, args.engines, facts,
                                                      args.calib_frames).items():
                     runs[model_name, engine] = (cfg, backend)
             timed = run_rounds(runs, frames, reps, warmup)

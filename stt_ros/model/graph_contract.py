@@ -36,6 +36,7 @@ def memory_input_name(k: int) -> str:
 META_FORMAT = "stt_ros.format"
 META_CONFIG = "stt_ros.config"  # JSON of the GRAPH_FIELDS the graph was exported with
 META_QUERY_CHUNK = "stt_ros.query_chunk"
+META_LAYOUT = "stt_ros.layout"  # the attention layout (stt_ros.model.stt.EXPORT_LAYOUTS)
 META_WITH_LOGITS = "stt_ros.with_logits"
 META_WEIGHTS = "stt_ros.weights"
 META_TORCH = "stt_ros.torch"

@@ -138,6 +138,26 @@ def key_index_table(height: int, width: int, half_widths: tuple[int, ...]) -> tu
 ATTN_TILE = 4
 
 
+class ExportLayout(NamedTuple):
+    """How :meth:`SparseTemporalTransformer.forward_frames` lays the tiled attention out in an exported
+    graph: the same values, in the order of operations an engine runs fastest (measured with
+    bench/bench_engines.py; see docs/DEPLOY.md)."""
+
+    tile: int  #: side of the query tiles
+    #: True: one Gather of whole key|value rows per chunk of tiles, the queries zero-padded to the row
+    #: so the score product reads the keys in place and the second half of the value product is the
+    #: result (no slices of the gathered blocks: 2x the multiply-adds, which OpenVINO's fused attention
+    #: kernel absorbs), and the window and map masks added one after the other (both fused there).
+    #: False: keys and values gathered apart, one combined mask (onnxruntime's fastest).
+    joint_kv: bool
+
+
+#: The layouts ``stt-export --layout`` offers. ``portable``: what onnxruntime and TensorRT get;
+#: ``openvino``: what the OpenVINO backend exports a checkpoint with (2-core Xeon with AMX, OpenVINO
+#: 2026.4 bf16 at 512x1024: STT-BiSe18 step 101 -> 85 ms; onnxruntime runs it 14 % slower).
+EXPORT_LAYOUTS = {"portable": ExportLayout(ATTN_TILE, False), "openvino": ExportLayout(8, True)}
+
+
 class TileTables(NamedTuple):
     """Static tables of the tiled attention for one map size, window schedule and tile side ``t``.
 
@@ -383,11 +403,12 @@ class SparseTemporalTransformer(nn.Module):
             return self._forward_gather(feat, memory, order, valid, n_frames)
         return self._forward_tiles(feat, memory, order, valid, n_frames)
 
-    def _tile_queries(self, q: Tensor) -> Tensor:
-        """Scaled queries (B, d, H, W) in tiles: (B, heads, n_tiles, t*t, head_dim), the map zero-padded
-        to whole tiles (padding slots are computed and never read)."""
+    def _tile_queries(self, q: Tensor, tile: int | None = None) -> Tensor:
+        """Scaled queries (B, d, H, W) in tiles of side ``tile`` (default: the module's):
+        (B, heads, n_tiles, t*t, head_dim), the map zero-padded to whole tiles (padding slots are computed
+        and never read)."""
         b, _, h, w = (int(x) for x in q.shape)
-        t = self.tile
+        t = tile or self.tile
         ny, nx = -(-h // t), -(-w // t)
         # through channels-last (B, H, W, d): the layout the convolution leaves q in, so no reorder
         q = F.pad(q * self._query_scale(), (0, nx * t - w, 0, ny * t - h)).permute(0, 2, 3, 1)
@@ -546,8 +567,8 @@ class SparseTemporalTransformer(nn.Module):
         picks = [flat[r0 * w:r1 * w].topk(k).indices + r0 * w for r0, r1, k in tiles]
         return torch.cat(picks).to(torch.int32)
 
-    def forward_frames(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int = 1024
-                       ) -> Tensor:
+    def forward_frames(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int = 1024,
+                       layout: str = "portable") -> Tensor:
         """The export formulation of :meth:`forward`: static shapes, traceable, static tables only.
 
         ``feat`` (1, C, H, W); ``frames``: T tensors (1, heads, H*W, 2*head_dim), the k-th nearest
@@ -555,8 +576,11 @@ class SparseTemporalTransformer(nn.Module):
         Equals ``forward(feat, stack(frames), range(T), valid)`` up to float summation order.
         Queries are processed in static chunks of about ``query_chunk`` (whole tiles: ``query_chunk //
         tile^2`` tiles per chunk with the tiled method; this bounds the key blocks and logits a runtime
-        must hold at once).
+        must hold at once). ``layout``: a key of :data:`EXPORT_LAYOUTS` (the tiled method's order of
+        operations; the gather method has one).
         """
+        if layout not in EXPORT_LAYOUTS:
+            raise ValueError(f"layout={layout!r}: choose one of {', '.join(EXPORT_LAYOUTS)}")
         if len(frames) != self.key_frames:
             raise ValueError(f"forward_frames needs all T={self.key_frames} frames (mark missing ones invalid), "
                              f"got {len(frames)}")
@@ -566,27 +590,31 @@ class SparseTemporalTransformer(nn.Module):
             return feat
         if self.method == "gather":
             return self._forward_frames_gather(feat, frames, valid, query_chunk)
-        return self._forward_frames_tiles(feat, frames, valid, query_chunk)
+        return self._forward_frames_tiles(feat, frames, valid, query_chunk, EXPORT_LAYOUTS[layout])
 
-    def _forward_frames_tiles(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int
-                              ) -> Tensor:
+    def _forward_frames_tiles(self, feat: Tensor, frames: Sequence[Tensor], valid: Tensor, query_chunk: int,
+                              layout: ExportLayout) -> Tensor:
         """:meth:`forward_frames` with the tiled attention of :meth:`_forward_tiles`: the T frames' keys and
         values are concatenated once (small: the map, not the windows), each chunk of tiles gathers its key
         blocks with one Gather of a static table, then MatMul, Add (the mask as 0 / -inf biases), Softmax,
-        MatMul (the pattern OpenVINO fuses into one attention kernel). The result goes back as a map: the
-        output projection as a 1x1 convolution of the attention map masked to the selected positions, added
-        to the features, which stays in the convolutions' layout (no transposes of the feature map) and
-        costs less than the gathered rows and scatter it replaces."""
+        MatMul (the pattern OpenVINO fuses into one attention kernel); ``layout`` (:class:`ExportLayout`) sets
+        the tile side and whether keys and values are gathered apart or as whole rows. The result goes back
+        as a map: the output projection as a 1x1 convolution of the attention map masked to the selected
+        positions, added to the features, which stays in the convolutions' layout (no transposes of the
+        feature map) and costs less than the gathered rows and scatter it replaces."""
         c, h, w = (int(x) for x in feat.shape[1:])  # static: plain ints even while tracing
-        hd, heads, t = self.head_dim, self.heads, self.tile
+        hd, heads, t = self.head_dim, self.heads, layout.tile
         dev, dt = feat.device, feat.dtype
         q = self.queries(feat)
         sel = self.select_static(q)  # (N,) int32
         tab = tile_tables(h, w, self.half_widths, t)
         ny, nx = tab.tiles_y, tab.tiles_x
         n_tiles, tt, n_keys = ny * nx, t * t, tab.keys(self.key_frames)
-        qt = self._tile_queries(q)[0]  # (heads, n_tiles, tt, hd)
-        # keys and values apart before the gather (slicing the map is cheap; slicing the blocks is not)
+        qt = self._tile_queries(q, t)[0]  # (heads, n_tiles, tt, hd)
+        if layout.joint_kv:  # zero-padded to the key|value rows: q.[k|v] = q.k
+            qt = torch.cat([qt, torch.zeros_like(qt)], -1)
+        # portable layout: keys and values apart before the gather (slicing the map is cheap; slicing the
+        # blocks is not)
         mem = torch.cat([fr[0] for fr in frames], 1)  # (heads, T*HW, 2hd)
         k_mem, v_mem = mem[..., :hd], mem[..., hd:]
         idx = (tab.frame * (h * w))[None] + tab.pos  # (n_tiles, K) rows of the concatenated frames
@@ -609,13 +637,20 @@ class SparseTemporalTransformer(nn.Module):
         for i in range(0, n_tiles, step):
             j = min(i + step, n_tiles)
             rows = idx[i:j].reshape(-1)
-            k = k_mem.index_select(1, rows).view(heads, j - i, n_keys, hd)
-            v = v_mem.index_select(1, rows).view(heads, j - i, n_keys, hd)
+            if layout.joint_kv:
+                k = v = mem.index_select(1, rows).view(heads, j - i, n_keys, 2 * hd)
+            else:
+                k = k_mem.index_select(1, rows).view(heads, j - i, n_keys, hd)
+                v = v_mem.index_select(1, rows).view(heads, j - i, n_keys, hd)
             logits = torch.matmul(qt[:, i:j], k.transpose(-1, -2))  # (heads, m, tt, K)
             if norms is not None:
                 logits = logits + norms.index_select(1, rows).view(heads, j - i, 1, n_keys)
-            logits = logits + (window_bias + inside_bias[i:j, None])  # one pass over the logits
-            outs.append(torch.matmul(logits.softmax(-1), v))  # (heads, m, tt, hd)
+            if layout.joint_kv:
+                logits = logits + window_bias + inside_bias[i:j, None]
+            else:
+                logits = logits + (window_bias + inside_bias[i:j, None])  # one pass over the logits
+            out = torch.matmul(logits.softmax(-1), v)  # (heads, m, tt, hd or 2 hd)
+            outs.append(out[..., hd:] if layout.joint_kv else out)
         # tiles back to a (1, heads*hd, H, W) map (the padding of partial tiles cropped)
         out = torch.cat(outs, 1).view(heads, ny, nx, t, t, hd).permute(0, 5, 1, 3, 2, 4)
         out = out.reshape(1, heads * hd, ny * t, nx * t)[:, :, :h, :w]

@@ -96,12 +96,13 @@ class VideoSegModel(nn.Module):
         return upsample(self.segnet.head(feat), image.shape[-2:]), kv
 
     def step_frames(self, image: Tensor, frames: Sequence[Tensor], valid: Tensor | None,
-                    query_chunk: int = 1024) -> tuple[Tensor, Tensor | None]:
+                    query_chunk: int = 1024, layout: str = "portable") -> tuple[Tensor, Tensor | None]:
         """One streaming step in the static-shape (export) formulation, batch 1.
 
         ``frames``: T tensors (1, heads, H/8*W/8, 2*head_dim), nearest first; ``valid`` (T,) bool
         says which of them hold a frame (None: all). Equals :meth:`step` with the valid frames'
-        slots as ``order``. Baselines ignore ``frames``/``valid``.
+        slots as ``order``. Baselines ignore ``frames``/``valid``. ``layout``: the attention's
+        :data:`~stt_ros.model.stt.EXPORT_LAYOUTS` entry (same values, another order of operations).
         """
         feat, _ = self.segnet.features(image)
         if self.stt is None:
@@ -109,7 +110,7 @@ class VideoSegModel(nn.Module):
         if valid is None:
             valid = torch.ones(len(frames), dtype=torch.bool, device=image.device)
         kv = self.stt.project_memory(feat)
-        feat = self.stt.forward_frames(feat, frames, valid, query_chunk)
+        feat = self.stt.forward_frames(feat, frames, valid, query_chunk, layout)
         return upsample(self.segnet.head(feat), image.shape[-2:]), kv
 
     def forward_clip(self, clip: Tensor, all_frames: bool = False, grad_prev: bool = False) -> SegOutput | Tensor:
@@ -183,11 +184,12 @@ class StreamingStepGraph(nn.Module):
     """
 
     def __init__(self, model: VideoSegModel, mean: Sequence[float], std: Sequence[float], with_logits: bool = False,
-                 query_chunk: int = 1024) -> None:
+                 query_chunk: int = 1024, layout: str = "portable") -> None:
         super().__init__()
         self.model = model
         self.with_logits = with_logits
         self.query_chunk = query_chunk
+        self.layout = layout
         m = torch.tensor(tuple(mean), dtype=torch.float32) * 255
         s = torch.tensor(tuple(std), dtype=torch.float32) * 255
         self.register_buffer("mean", m.view(1, 3, 1, 1), persistent=False)
@@ -217,6 +219,6 @@ class StreamingStepGraph(nn.Module):
             logits, kv = self.model.step_frames(x, [], None)
         else:
             *frames, valid = rest
-            logits, kv = self.model.step_frames(x, frames, valid, self.query_chunk)
+            logits, kv = self.model.step_frames(x, frames, valid, self.query_chunk, self.layout)
         out = [logits.argmax(1).to(torch.int32)] + ([kv] if kv is not None else [])
         return tuple(out + ([logits] if self.with_logits else []))

@@ -246,13 +246,16 @@ def decompose_argmax(proto: Any) -> int:
     (ties: the first, as ArgMax; a NaN in the slice gives the class count instead). OpenVINO turns an
     ArgMax into a TopK(k=1), which on a channels-last map (the layout its convolutions and resize leave
     the logits in) is slow: 24 ms of a 345 ms BiSe18 step at 512x1024 on 2 AVX2 cores, against ~11 ms
-    for the reductions. Not applied for onnxruntime, whose ArgMax is the faster of the two there."""
+    for the reductions (7 of 269 ms on an AMX Xeon). Only for fp32 (:data:`ARGMAX_REWRITE_PRECISIONS`): in
+    bf16 the reductions are far slower than the TopK. Not applied for onnxruntime, whose ArgMax is the
+    faster of the two there."""
     import onnx
     from onnx import TensorProto, helper
 
     if not any(n.op_type == "ArgMax" for n in proto.graph.node):
         return 0
-    inferred = onnx.shape_inference.infer_shapes(proto)
+    # data_prop: the class count of a Resize's output (sizes computed from Shape) is only known with it
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     types = {vi.name: vi.type.tensor_type for vi in
              list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -293,18 +296,24 @@ def decompose_argmax(proto: Any) -> int:
     return count
 
 
-#: What :func:`convert_onnx` does to a graph before OpenVINO converts it (part of the cache key: a
-#: compiled model from another version of these rewrites is rebuilt).
-CONVERSION = "decompose_logsumexp+decompose_argmax"
+#: What :func:`convert_onnx` does to a graph before OpenVINO converts it, and what a checkpoint is exported
+#: with (part of the cache key: a compiled model from another version of these rewrites is rebuilt).
+CONVERSION = "decompose_logsumexp+decompose_argmax(fp32)+layout=openvino"
+#: Precisions whose graph gets :func:`decompose_argmax`: in bf16 (AMX Xeon, OpenVINO 2026.4) the
+#: reductions cost 38 ms more than TopK on a 512x1024 BiSe18 step of 53 ms; in fp32 they save 7 of 269.
+ARGMAX_REWRITE_PRECISIONS = ("fp32",)
 
 
-def convert_onnx(ov: Any, path: str | Path) -> Any:
-    """``ov.convert_model`` of the ONNX file at ``path``, after :func:`decompose_logsumexp` and
-    :func:`decompose_argmax`."""
+def convert_onnx(ov: Any, path: str | Path, precision: str = "fp32") -> Any:
+    """``ov.convert_model`` of the ONNX file at ``path``, after :func:`decompose_logsumexp` and, for the
+    :data:`ARGMAX_REWRITE_PRECISIONS`, :func:`decompose_argmax`."""
     import onnx
 
     proto = onnx.load(str(path))
-    if not decompose_logsumexp(proto) + decompose_argmax(proto):
+    rewritten = decompose_logsumexp(proto)
+    if precision in ARGMAX_REWRITE_PRECISIONS:
+        rewritten += decompose_argmax(proto)
+    if not rewritten:
         return ov.convert_model(str(path))
     with tempfile.TemporaryDirectory(prefix="stt_openvino_") as tmp:
         patched = Path(tmp) / "step.onnx"
@@ -460,7 +469,7 @@ class OpenVINOBackend(Backend):
     def _convert(self, ov: Any) -> Any:
         """The ov.Model of the step: converted from the .onnx, or exported from the checkpoint first."""
         if not self.from_checkpoint:
-            return convert_onnx(ov, self.source)
+            return convert_onnx(ov, self.source, self.precision)
         from stt_ros.model.zoo import build_model
         from stt_ros.weights import load_weights
         from stt_train.export import export_step
@@ -471,10 +480,10 @@ class OpenVINOBackend(Backend):
         with tempfile.TemporaryDirectory(prefix="stt_openvino_") as tmp:
             graph = Path(tmp) / "step.onnx"
             log.info("openvino: exporting %s to ONNX (once; the compiled model is cached)", self.source.name)
-            export_step(model, cfg, graph, with_logits=True, weights_note=str(self.source))
+            export_step(model, cfg, graph, with_logits=True, weights_note=str(self.source), layout="openvino")
             inputs, outputs, meta = onnx_signature(graph)
             check_graph(inputs, outputs, meta, cfg, str(graph))
-            return convert_onnx(ov, graph)
+            return convert_onnx(ov, graph, self.precision)
 
     def _calibration_frames(self, source: str | Path | None, frames: int, topic: str | None) -> list[np.ndarray]:
         from stt_ros.runtime.preprocess import Preprocessor

@@ -12,7 +12,14 @@ import torch
 import yaml
 
 from stt_ros.config import STTConfig
-from stt_ros.model.stt import ATTN_TILE, TOPK_LIMIT, SparseTemporalTransformer, key_half_widths, tile_tables
+from stt_ros.model.stt import (
+    EXPORT_LAYOUTS,
+    TOPK_LIMIT,
+    ExportLayout,
+    SparseTemporalTransformer,
+    key_half_widths,
+    tile_tables,
+)
 from stt_ros.model.zoo import StreamingStepGraph, build_model
 from stt_testing.stt_inputs import make_memory
 from stt_train import export as export_mod
@@ -103,13 +110,19 @@ def test_model_step_frames_equals_step() -> None:
 
 
 # ---------------------------------------------------------------------------- the exported graph
-@pytest.fixture(scope="module", params=["dot", "l2"])
+@pytest.fixture(scope="module", params=[("dot", "portable"), ("l2", "portable"), ("dot", "openvino"),
+                                        ("l2", "openvino")], ids="-".join)
 def small_export(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, STTConfig]:
     torch.manual_seed(0)
-    cfg = STTConfig(model="stt_bise18", input_height=H, input_width=W, attn_affinity=request.param)
+    affinity, layout = request.param
+    cfg = STTConfig(model="stt_bise18", input_height=H, input_width=W, attn_affinity=affinity)
     path = tmp_path_factory.mktemp("export") / "stt64.onnx"
-    export_step(build_model(cfg).eval(), cfg, path, with_logits=True, query_chunk=24)
+    export_step(build_model(cfg).eval(), cfg, path, with_logits=True, query_chunk=24, layout=layout)
     return path, cfg
+
+
+def layout_of(path: Path) -> ExportLayout:
+    return EXPORT_LAYOUTS[{p.key: p.value for p in onnx.load(str(path)).metadata_props}["stt_ros.layout"]]
 
 
 def assert_tensorrt_compatible(proto: onnx.ModelProto) -> None:
@@ -144,6 +157,7 @@ def test_graph_passes_checker_and_tensorrt_rules(small_export: tuple[Path, STTCo
     meta = {p.key: p.value for p in proto.metadata_props}
     assert '"key_frames": 7' in meta["stt_ros.config"]
     assert f'"attn_affinity": "{cfg.attn_affinity}"' in meta["stt_ros.config"]
+    assert meta["stt_ros.layout"] in EXPORT_LAYOUTS
     # one TopK per query tile with exactly that tile's share (here a single tile: the global top-k)
     assert topk_ks(proto) == [round(0.5 * (H // 8) * (W // 8))]
 
@@ -151,11 +165,13 @@ def test_graph_passes_checker_and_tensorrt_rules(small_export: tuple[Path, STTCo
 def test_exported_attention_is_the_tiled_matmul(small_export: tuple[Path, STTConfig]) -> None:
     """The graph computes the attention per query tile: MatMuls of (heads, tiles, t*t, K) logits with K the
     tile's key blocks over all T frames, and the key blocks come from Gathers of a static table (one for
-    keys, one for values per chunk of tiles), not one gathered window per selected query."""
+    keys, one for values per chunk of tiles; one of whole key|value rows in the openvino layout), not one
+    gathered window per selected query."""
     path, cfg = small_export
+    layout = layout_of(path)
     proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     halves = tuple(key_half_widths(cfg.key_frames, cfg.key_window_start, cfg.key_window_end, cfg.key_window_step))
-    fh, fw, t = H // 8, W // 8, ATTN_TILE
+    fh, fw, t = H // 8, W // 8, layout.tile
     tab = tile_tables(fh, fw, halves, t)
     n_tiles, n_keys = tab.tiles_y * tab.tiles_x, tab.keys(cfg.key_frames)
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in proto.graph.value_info}
@@ -164,9 +180,11 @@ def test_exported_attention_is_the_tiled_matmul(small_export: tuple[Path, STTCon
     step = max(1, 24 // (t * t))  # the fixture's query_chunk=24, in whole tiles
     assert len(tiled) == -(-n_tiles // step), logits
     assert all(s[0] == cfg.attn_heads for s in tiled)
+    row = cfg.attn_dim // cfg.attn_heads * (2 if layout.joint_kv else 1)
     gathers = [n for n in proto.graph.node if n.op_type == "Gather"
-               and shapes.get(n.output[0], [0])[-2:] == [step * n_keys, cfg.attn_dim // cfg.attn_heads]]
-    assert len(gathers) >= 2 * (n_tiles // step)  # keys and values of each chunk
+               and shapes.get(n.output[0], [0])[-2:] == [step * n_keys, row]]
+    # keys and values of each chunk (the l2 affinity gathers its key norms too)
+    assert len(gathers) >= (1 if layout.joint_kv else 2) * -(-n_tiles // step)
 
 
 def test_graph_problems_catches_broken_rules() -> None:
@@ -259,7 +277,8 @@ def test_cli_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_exported_graph_runs_like_the_torch_wrapper(small_export: tuple[Path, STTConfig]) -> None:
-    """Same inputs into onnxruntime and into the traced torch module: same outputs."""
+    """Same inputs into onnxruntime and into the traced torch module (the portable layout): same outputs,
+    whichever layout the graph was exported with."""
     import onnxruntime as ort
 
     path, cfg = small_export

@@ -10,6 +10,7 @@ import torch
 
 from stt_ros.model.stt import (
     ATTN_TILE,
+    EXPORT_LAYOUTS,
     TOPK_LIMIT,
     SparseTemporalTransformer,
     dense_temporal_attention,
@@ -373,11 +374,12 @@ def test_tiled_attention_equals_the_gather_reference(h: int, w: int, tile: int, 
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
         frames = [memory[:1, s] for s in order]
         for valid in (flags[0], torch.ones(t, dtype=torch.bool), torch.zeros(t, dtype=torch.bool)):
-            got = stt.forward_frames(feat[:1], frames, valid, query_chunk=20)
             ref = with_method(stt, "gather", lambda v=valid: stt(feat[:1], memory[:1], order, valid=v))
-            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
             old = with_method(stt, "gather", lambda v=valid: stt.forward_frames(feat[:1], frames, v, query_chunk=20))
-            torch.testing.assert_close(got, old, rtol=1e-5, atol=1e-5)
+            for layout in EXPORT_LAYOUTS:
+                got = stt.forward_frames(feat[:1], frames, valid, query_chunk=20, layout=layout)
+                torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(got, old, rtol=1e-5, atol=1e-5)
 
 
 def full_ratio_inputs(seed: int, c: int, h: int, w: int, frames: int, **kwargs: object
@@ -395,8 +397,9 @@ def test_tiled_attention_with_covering_windows_equals_dense_in_fp32(affinity: st
         dense = dense_temporal_attention(stt, feat, memory, [2, 0, 1])
         torch.testing.assert_close(stt(feat, memory, [2, 0, 1]), dense, rtol=1e-5, atol=1e-5)
         frames = [memory[:, s] for s in (2, 0, 1)]
-        torch.testing.assert_close(stt.forward_frames(feat, frames, torch.ones(3, dtype=torch.bool)), dense,
-                                   rtol=1e-5, atol=1e-5)
+        for layout in EXPORT_LAYOUTS:
+            torch.testing.assert_close(stt.forward_frames(feat, frames, torch.ones(3, dtype=torch.bool), layout=layout),
+                                       dense, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["tiles", "gather"])
@@ -407,7 +410,9 @@ def test_keys_outside_a_querys_window_never_contribute(method: str) -> None:
     stt, feat, memory = full_ratio_inputs(7, 10, h, w, 2, window_start=1, window_end=2, method=method)
     with torch.no_grad():
         base = stt(feat, memory, [0, 1])
-        base_static = stt.forward_frames(feat, [memory[:, 0], memory[:, 1]], torch.ones(2, dtype=torch.bool))
+        ones = torch.ones(2, dtype=torch.bool)
+        base_static = {lay: stt.forward_frames(feat, [memory[:, 0], memory[:, 1]], ones, layout=lay)
+                       for lay in EXPORT_LAYOUTS}
         for y, x in [(0, 0), (0, 5), (8, 10), (4, 0), (2, 2), (8, 4)]:  # corners, edges, inner, partial tiles
             changed = memory.clone()
             for k, half in enumerate(stt.half_widths):
@@ -416,13 +421,17 @@ def test_keys_outside_a_querys_window_never_contribute(method: str) -> None:
                 noise = 1e3 * torch.randn(stt.heads, h * w, 2 * stt.head_dim)
                 changed[0, k] = torch.where(outside.reshape(1, -1, 1), noise, memory[0, k])
             got = stt(feat, changed, [0, 1])
-            static = stt.forward_frames(feat, [changed[:, 0], changed[:, 1]], torch.ones(2, dtype=torch.bool))
             assert torch.equal(got[0, :, y, x], base[0, :, y, x]), (y, x)
-            assert torch.equal(static[0, :, y, x], base_static[0, :, y, x]), (y, x)
+            for lay in EXPORT_LAYOUTS:
+                static = stt.forward_frames(feat, [changed[:, 0], changed[:, 1]], ones, layout=lay)
+                assert torch.equal(static[0, :, y, x], base_static[lay][0, :, y, x]), (y, x, lay)
             assert not torch.equal(got, base)  # the change reached other queries
 
 
 def test_method_and_tile_are_checked() -> None:
+    with pytest.raises(ValueError, match="layout='fast': choose one of portable, openvino"):
+        SparseTemporalTransformer(8, attn_dim=8, key_frames=1).forward_frames(
+            torch.zeros(1, 8, 4, 4), [torch.zeros(1, 2, 16, 8)], torch.ones(1, dtype=torch.bool), layout="fast")
     with pytest.raises(ValueError, match="method='dense': choose one of tiles, gather"):
         SparseTemporalTransformer(8, attn_dim=8, method="dense")
     with pytest.raises(ValueError, match="tile=0"):

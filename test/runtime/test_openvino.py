@@ -57,9 +57,9 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     convert = openvino_backend.convert_onnx
 
-    def spy(ov_module, path):  # noqa: ANN001, ANN202
+    def spy(ov_module, path, precision="fp32"):  # noqa: ANN001, ANN202
         seen.append(Path(path))
-        return convert(ov_module, path)
+        return convert(ov_module, path, precision)
 
     monkeypatch.setattr(openvino_backend, "convert_onnx", spy)
     return seen
@@ -347,6 +347,18 @@ def test_argmax_rewrite_gives_the_same_indices_ties_included(opset: int, keepdim
     np.testing.assert_array_equal(got["argmax"].reshape(expected.shape), expected)
     compiled = ov.Core().compile_model(_ov_from_proto(rewritten), "CPU")
     np.testing.assert_array_equal(compiled(data)[0].reshape(expected.shape), expected)
+
+
+def test_argmax_rewrite_reaches_the_exported_step_graph_in_fp32_only(step_graph: StepGraph) -> None:  # noqa: F811
+    """The exported graph's ArgMax reads a Resize whose class count only shape inference with data
+    propagation knows: the rewrite must find it there (fp32), and leave it to OpenVINO's TopK in bf16."""
+    import onnx
+
+    assert openvino_backend.decompose_argmax(onnx.load(str(step_graph.path))) == 1
+    ops = {p: [n.get_type_name() for n in openvino_backend.convert_onnx(ov, step_graph.path, p).get_ops()]
+           for p in ("fp32", "bf16")}
+    assert "ReduceMin" in ops["fp32"] and "ReduceMin" not in ops["bf16"]
+    assert ops["bf16"].count("TopK") == ops["fp32"].count("TopK") + 1  # the argmax; the rest: query selection
 
 
 def _ov_from_proto(proto) -> object:  # noqa: ANN001
