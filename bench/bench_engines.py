@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stt_step import synthetic_frames  # noqa: E402
 
 from stt_ros.config import STTConfig  # noqa: E402
+from stt_ros.model.stt import EXPORT_LAYOUTS, key_size, query_tiles, tile_flops  # noqa: E402
 from stt_ros.model.zoo import build_model  # noqa: E402
 from stt_ros.runtime import create_backend  # noqa: E402
 from stt_ros.runtime.torch_backend import cpu_bf16_feature, cpu_flags  # noqa: E402
@@ -188,6 +189,21 @@ def run_batching(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: lis
     return out
 
 
+def module_flops(cfg: STTConfig) -> dict[str, int]:
+    """FLOPs of the temporal module's two attention products (scores and values, 2 per multiply-add):
+    useful (the selected queries x their window keys) and executed by each export layout's tiles (every
+    position of every tile x its tile's key blocks; the openvino layout's zero-padded queries and whole
+    key|value rows double both products)."""
+    stt = build_model(cfg).stt
+    h, w = cfg.input_height // 8, cfg.input_width // 8
+    queries = sum(k for _, _, k in query_tiles(h, w, stt.query_ratio, stt.query_tiles))
+    keys = key_size(stt.half_widths)
+    out = {"queries": queries, "keys": keys, "useful": 4 * queries * keys * stt.attn_dim}
+    for name, layout in EXPORT_LAYOUTS.items():
+        out[name] = tile_flops(h, w, stt.half_widths, layout.tile, stt.attn_dim) * (2 if layout.joint_kv else 1)
+    return out
+
+
 def write_calibration_folder(frames: list[np.ndarray], folder: Path, n: int) -> Path:
     import cv2
 
@@ -242,6 +258,21 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"  {engine:<18} {a['ms']:>9.1f} {b['ms']:>11.1f} {b['ms'] / a['ms']:>9.2f}x "
                       f"{100 * b['agree']:>10.1f}%")
+            flops = module_flops(STTConfig(model="stt_bise18", input_height=h, input_width=w,
+                                           key_frames=args.key_frames))
+            per_size["module_flops"] = flops
+            print(f"  temporal module = STT-BiSe18 - BiSe18 (the same network around it): {flops['useful'] / 1e9:.3f} "
+                  f"useful GFLOP ({flops['queries']} selected queries x {flops['keys']} keys); executed by the tiles: "
+                  f"{flops['portable'] / 1e9:.2f} (portable layout), {flops['openvino'] / 1e9:.2f} (openvino)")
+            for engine in args.engines:
+                a, b = per_size["bise18"].get(engine), per_size["stt_bise18"].get(engine)
+                if a is None or b is None:
+                    continue
+                ms = b["ms"] - a["ms"]
+                layout = "openvino" if engine.startswith("openvino") else "portable"
+                rate = (f"{flops['useful'] / ms / 1e6:.1f} useful / {flops[layout] / ms / 1e6:.0f} executed GFLOP/s"
+                        if ms > 0 else "within the noise")
+                print(f"    {engine:<18} {ms:>7.1f} ms  {rate}")
             ref = per_size["stt_bise18"].get("torch-fp32")
             if ref:
                 print("  speed-up over torch fp32 (STT): " + ", ".join(
