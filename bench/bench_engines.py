@@ -44,7 +44,7 @@ from bench_stt_step import synthetic_frames  # noqa: E402
 
 from stt_ros.config import STTConfig  # noqa: E402
 from stt_ros.model.stt import EXPORT_LAYOUTS, key_size, query_tiles, tile_flops  # noqa: E402
-from stt_ros.model.zoo import build_model  # noqa: E402
+from stt_ros.model.zoo import MODEL_SPECS, build_model  # noqa: E402
 from stt_ros.runtime import create_backend  # noqa: E402
 from stt_ros.runtime.torch_backend import cpu_bf16_feature, cpu_flags  # noqa: E402
 from stt_train.export import export_step  # noqa: E402
@@ -162,11 +162,12 @@ def run_rounds(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[
 
 def run_batching(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[np.ndarray], cameras: int,
                  reps: int, warmup: int) -> dict[str, dict[str, float]]:
-    """Per engine (the STT model): ``cameras`` streams stepped one by one (``infer``) against the same
-    number stepped together (``infer_many``), alternating rounds; median ms of a round of each."""
+    """Per engine (the temporal models; bench_gpu runs it too): ``cameras`` streams stepped one by one
+    (``infer``) against the same number stepped together (``infer_many``), alternating rounds; median ms
+    of a round of each."""
     out: dict[str, dict[str, float]] = {}
     for (model, engine), (cfg, backend) in runs.items():
-        if model != "stt_bise18":
+        if not MODEL_SPECS[model].temporal:
             continue
         seq = [backend.create_state() for _ in range(cameras)]
         bat = [backend.create_state() for _ in range(cameras)]
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                         if ms > 0 else "within the noise")
                 print(f"    {engine:<18} {ms:>7.1f} ms  {rate}")
             ref = per_size["stt_bise18"].get("torch-fp32")
-            if ref:
+            if ref and len(per_size["stt_bise18"]) > 1:
                 print("  speed-up over torch fp32 (STT): " + ", ".join(
                     f"{e} {ref['ms'] / r['ms']:.2f}x" for e, r in per_size["stt_bise18"].items() if e != "torch-fp32"))
             if batching:

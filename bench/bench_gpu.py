@@ -9,6 +9,12 @@ buffers full), repetitions go round-robin over the variants (the starting varian
 the median network time per step (upload, step, argmax, class-map download, synchronised) is
 reported as fps, with the ratio to torch fp32 and the mask agreement with it.
 
+Cross-camera batching (``--cameras N``, default 4; 0 skips it): for each temporal model and variant,
+N cameras (each its own ring buffer) stepped one by one (``infer``) against stepped together
+(``infer_many``: torch one batch through the per-frame network, TensorRT every camera's execution
+context on its own CUDA stream, started before any is waited for), alternating rounds; reported as
+throughput batched / sequential (the target is >= 1.3x on a GPU).
+
 int8 calibrates on --calib-dir (a directory of images or a rosbag2); without it, on the synthetic
 frames: the speed is meaningful then, the int8 accuracy is not.
 
@@ -69,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-dir", help="int8 calibration frames: directory of images or rosbag2")
     p.add_argument("--calib-frames", type=int, default=100, help="int8 calibration frames (default: %(default)s)")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT variants replay CUDA graphs")
+    p.add_argument("--cameras", type=int, default=4,
+                   help="cameras of the batching comparison (default: %(default)s; 0 or 1 skips it)")
     p.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON")
     args = p.parse_args(argv)
     if args.reps < 1 or args.warmup < 0:
@@ -175,9 +183,15 @@ def run_model(model_name: str, args: argparse.Namespace, workdir: Path, frames: 
             if ref is not None:
                 agree[v].append(float((masks[v] == ref).mean()))
     med = {v: statistics.median(t) for v, t in times.items()}
+    batching = {}
+    if args.cameras > 1:  # run_batching skips a per-frame model
+        from bench_engines import run_batching
+
+        runs = {(model_name, v): (backends[v].config, backends[v]) for v in names}
+        batching = run_batching(runs, frames, args.cameras, min(args.reps, 20), args.warmup)
     return {"model": model_name, "median_ms": med, "fps": {v: 1e3 / m for v, m in med.items()},
             "mask_agreement_with_torch_fp32": {v: min(a) for v, a in agree.items() if a}, "samples_ms": times,
-            "failed": failed}
+            "failed": failed, "batching": batching}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * r['mask_agreement_with_torch_fp32'].get(v, float('nan')):11.2f}%" for v in args.variants))
         for v, why in r["failed"].items():
             print(f"  {'':<14}{v} failed: {why}")
+        if r["batching"]:
+            print(f"  {r['model']}: {args.cameras} cameras, median ms of a round (every camera one step):")
+            for v, b in r["batching"].items():
+                print(f"    {v:<12} sequential {b['sequential_ms']:8.1f}  batched ({b['batching']}) "
+                      f"{b['batched_ms']:8.1f}  throughput {b['speedup']:.2f}x (target >= 1.3x)")
     print(f"  reference: BiSeNetV1-R18 TensorRT 10 on an A40 at 1024x2048: {REFERENCE_FPS['bise18']} fps; "
           f"paper STT-BiSe18: {REFERENCE_FPS['stt_bise18']['paper']} fps")
     if args.json:
