@@ -241,6 +241,14 @@ def test_cli_maps_yaml_and_flags_onto_the_config(tmp_path: Path, capsys: pytest.
     logits = next(o for o in proto.graph.output if o.name == "logits")
     assert logits.type.tensor_type.shape.dim[1].dim_value == 11
     assert [p.name for p in tmp_path.joinpath("nested").iterdir()] == ["m.onnx"]  # no temp file left
+    assert {p.key: p.value for p in proto.metadata_props}["stt_ros.layout"] == "portable"  # the default
+    ov_out = tmp_path / "ov.onnx"
+    assert main(["--config", str(yml), "--input-height", str(H), "--input-width", str(W), "--output", str(ov_out),
+                 "--layout", "openvino"]) == 0
+    assert {p.key: p.value for p in onnx.load(str(ov_out)).metadata_props}["stt_ros.layout"] == "openvino"
+    with pytest.raises(SystemExit):
+        main(["--config", str(yml), "--output", str(ov_out), "--layout", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
 
 
 def test_cli_reads_the_ros_params_file(tmp_path: Path) -> None:
