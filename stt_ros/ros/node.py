@@ -657,6 +657,13 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy's signal handler shuts the context down asynchronously: a SIGINT/SIGTERM landing between
+        # the executor's check of the context and its next wait set raises RCLError ("failed to initialize
+        # wait set: the given context is not valid", ros2/rclpy#398, still seen in ros-visualization/rqt#357)
+        # instead of ExternalShutdownException. That is the same clean shutdown; anything else is not.
+        if rclpy.ok():
+            raise
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
