@@ -23,7 +23,9 @@ the step is the per-frame prediction. Query selection runs one TopK per query ti
 constant K <= 3840 (TensorRT's limit); the attention runs per square tile of queries over the union
 of its queries' windows (:mod:`stt_ros.model.stt`), one Gather of a static table per chunk of tiles
 (``--query-chunk`` queries bound the gathered keys/values); the selected positions are marked with a
-ScatterND without reduction.
+ScatterND without reduction. ``--layout openvino`` writes the order of operations OpenVINO runs
+fastest (8x8 tiles, key|value rows gathered whole; what its backend exports a checkpoint with), the
+default ``portable`` the one for onnxruntime and TensorRT; the values are the same.
 
 ``--precision fp16`` writes the float16 graph and ``--precision int8`` the Q/DQ graph calibrated on
 ``--calib-dir`` frames (:mod:`stt_ros.runtime.tensorrt_precision`; the graph's inputs and outputs keep
