@@ -238,9 +238,12 @@ def main(argv: list[str] | None = None) -> int:
                 onnx.parent.mkdir()
                 print(f"\n{model_name} {h}x{w}: exporting, building the engines")
                 export_step(model, cfg, onnx)
-                # OpenVINO runs the layout its backend exports a checkpoint with (the others: portable)
-                onnx_ov = onnx.with_name("step.openvino.onnx")
-                export_step(model, cfg, onnx_ov, layout="openvino")
+                # OpenVINO runs the layout its backend exports a checkpoint with (the others: portable); a
+                # per-frame model has no attention, so one graph serves every engine
+                onnx_ov = onnx
+                if MODEL_SPECS[model_name].temporal and any(e.startswith("openvino") for e in args.engines):
+                    onnx_ov = onnx.with_name("step.openvino.onnx")
+                    export_step(model, cfg, onnx_ov, layout="openvino")
                 for engine, backend in make_backends(cfg, model, onnx, onnx_ov, calib, args.engines, facts,
                                                      args.calib_frames).items():
                     runs[model_name, engine] = (cfg, backend)
