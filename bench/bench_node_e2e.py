@@ -19,6 +19,10 @@ node ran (from its start-up line), the CPU's flags and the load.
   rejected) and what never reached it (DDS); the bound is the node's frame cycle (model + its
   outputs before the camera's next frame may start), so 0 drops needs a cycle under 1/rate.
 
+Online temporal consistency (``tc_enabled``: optical flow and warped agreement, after the mask is out)
+can be compared in the same run too (``--tc on off``): on a 2-core CPU its flow shares the cores with
+the next frame's model.
+
 Middleware settings are compared in the same run (``--middleware``), each given to both the
 camera publisher and the node: ``default`` (Fast DDS defaults), ``shm`` (config/
 fastdds_large_images.xml: a 64 MB shared-memory segment, what stt_node uses unless told not to),
@@ -28,6 +32,7 @@ Example::
 
     python bench/bench_node_e2e.py --sizes 512x1024 1024x2048 --frames 12 --middleware default shm
     python bench/bench_node_e2e.py --sizes 512x1024 --middleware shm --flood-s 0 --rate-hz 15 --count 300
+    python bench/bench_node_e2e.py --sizes 512x1024 --middleware shm --flood-s 0 --rate-hz 15 --count 300 --tc on off
 """
 
 from __future__ import annotations
@@ -151,7 +156,7 @@ def run_rate(client, publish, args: argparse.Namespace, cycle_ms: float) -> dict
             "rate_never_reached_node": args.count - sum(got.values()), "rate_masks_per_s": masks / sent_s}
 
 
-def run_case(size: tuple[int, int], transport: str, args: argparse.Namespace) -> dict:
+def run_case(size: tuple[int, int], transport: str, tc_on: bool, args: argparse.Namespace) -> dict:
     from stt_ros.msg import TemporalConsistency
     from stt_testing.node_harness import Client, NodeProcess, image_msg, textured_frames
 
@@ -163,7 +168,8 @@ def run_case(size: tuple[int, int], transport: str, args: argparse.Namespace) ->
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
             "model": args.model, "input_height": args.net[0], "input_width": args.net[1],
             "backend": args.backend, "precision": args.precision, "weights": args.weights_path,
-            "camera_names": ["cam"], "camera_topics": ["/cam/image"], "input_reliability": "reliable"}}}))
+            "camera_names": ["cam"], "camera_topics": ["/cam/image"], "input_reliability": "reliable",
+            "tc_enabled": tc_on}}}))
         node = NodeProcess(params, DOMAIN)
         client = Client(DOMAIN)
         try:
@@ -172,7 +178,8 @@ def run_case(size: tuple[int, int], transport: str, args: argparse.Namespace) ->
             line = next(line for line in node.lines if "cameras:" in line)
             m = STARTUP.search(line)
             ran = m.groupdict() if m else {"backend": "?", "precision": "?", "device": "?", "why": line}
-            print(f"  {h}x{w} {transport}: the node runs {ran['backend']} {ran['precision']} on {ran['device']} "
+            print(f"  {h}x{w} {transport} tc {'on' if tc_on else 'off'}: the node runs {ran['backend']} "
+                  f"{ran['precision']} on {ran['device']} "
                   f"({ran['why']})", flush=True)
             from sensor_msgs.msg import Image
 
@@ -223,7 +230,8 @@ def run_case(size: tuple[int, int], transport: str, args: argparse.Namespace) ->
         finally:
             client.close()
             node.stop()
-    return {"size": f"{h}x{w}", "middleware": transport, "backend": ran["backend"], "precision": ran["precision"],
+    return {"size": f"{h}x{w}", "middleware": transport, "tc": "on" if tc_on else "off",
+            "backend": ran["backend"], "precision": ran["precision"],
             "e2e_ms_median": statistics.median(e2e),
             "e2e_ms_p90": pctl(e2e, 90), "inference_ms_median": statistics.median(inference),
             "outside_ms_median": statistics.median(outside),
@@ -254,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=0, help="frames of the rate phase (0: no rate phase)")
     parser.add_argument("--middleware", nargs="+", default=["default", "shm"], choices=["default", "shm", "large_data"],
                         help="middleware settings to compare (see above)")
+    parser.add_argument("--tc", nargs="+", default=["on"], choices=["on", "off"],
+                        help="online temporal consistency (the node's tc_enabled) in the cases compared (default on)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     args.net = tuple(int(v) for v in args.net.split("x"))
@@ -267,12 +277,12 @@ def main(argv: list[str] | None = None) -> int:
           + f"; DDS domain {DOMAIN} on loopback")
     print(f"  CPU: {cpu_summary()}")
     print(f"  {load_summary()} at the start", flush=True)
-    results = [run_case(size, t, args) for size in sizes for t in args.middleware]
+    results = [run_case(size, t, tc == "on", args) for size in sizes for t in args.middleware for tc in args.tc]
     print(f"  {load_summary()} at the end")
-    print(f"\n  {'camera':>10} {'middleware':>11} {'engine':>14} {'e2e med':>8} {'e2e p90':>8} {'model':>8} "
+    print(f"\n  {'camera':>10} {'middleware':>11} {'tc':>3} {'engine':>14} {'e2e med':>8} {'e2e p90':>8} {'model':>8} "
           f"{'outside':>8} {'share':>6} {'masks/s':>8} {'dropped':>8}")
     for r in results:
-        print(f"  {r['size']:>10} {r['middleware']:>11} {r['backend'] + ' ' + r['precision']:>14} "
+        print(f"  {r['size']:>10} {r['middleware']:>11} {r['tc']:>3} {r['backend'] + ' ' + r['precision']:>14} "
               f"{r['e2e_ms_median']:>8.1f} {r['e2e_ms_p90']:>8.1f} "
               f"{r['inference_ms_median']:>8.1f} {r['outside_ms_median']:>8.1f} {100 * r['outside_share']:>5.1f}% "
               f"{r['flood_masks_per_s']:>8.2f} {r['flood_dropped_total']:>8d}")
@@ -280,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
           "'outside' = end-to-end minus model: middleware both ways, conversion, hand-offs, publishing; "
           "masks/s and dropped: the flood phase)")
     for r in results:
+        if r["tc"] == "off":
+            continue
         print(f"  {r['size']} {r['middleware']}: the node publishes its TemporalConsistency message "
               f"{r['node_side_outside_ms_median']:.1f} ms (median) after the frame's stamp beyond its model time: "
               "input transport, conversion, waiting, the mask's publishing and then the TC flow, which runs "
@@ -287,13 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if r["size"] == f"{args.net[0]}x{args.net[1]}":
             ok = r["outside_share"] < 0.10
-            print(f"RESULT node overhead outside the model at {r['size']} ({r['middleware']}): "
+            print(f"RESULT node overhead outside the model at {r['size']} ({r['middleware']}, tc {r['tc']}): "
                   f"{100 * r['outside_share']:.1f}% of model time (target < 10%) {'met' if ok else 'NOT met'}")
     for r in results:
         if "rate_published" not in r:
             continue
         bound = 1e3 / r["rate_hz"]
-        print(f"RATE {r['size']} {r['middleware']} {r['backend']} {r['precision']}: {r['rate_published']} frames "
+        print(f"RATE {r['size']} {r['middleware']} tc {r['tc']} {r['backend']} {r['precision']}: "
+              f"{r['rate_published']} frames "
               f"published at {r['rate_hz']:g} Hz in {r['rate_send_s']:.1f} s ({r['rate_late']} late), "
               f"{r['rate_masks']} masks received ({r['rate_masks_per_s']:.2f}/s); the node processed "
               f"{r['rate_processed']}, dropped {r['rate_dropped']}, rejected {r['rate_rejected']}; "
