@@ -303,7 +303,8 @@ def build_parser(prog: str = "stt-eval") -> argparse.ArgumentParser:
         "Without --config the model settings come from the checkpoint's metadata.")
     parser.add_argument("--weights", required=True, help=".safetensors checkpoint to evaluate")
     parser.add_argument("--config", help="experiment YAML (model and data sections); optional")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="override config values")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values (repeatable)")
     parser.add_argument("--dataset", choices=("cityscapes", "camvid", "synthdrive"), help="dataset (without --config)")
     parser.add_argument("--root", help="dataset folder (without --config, or to override it)")
     parser.add_argument("--split", help="split to evaluate (default: the config's val_split, or val)")

@@ -509,8 +509,8 @@ def build_parser(prog: str, description: str, examples: list[str]) -> argparse.A
     """The training CLI's options (``stt-train`` and the research trainer share them)."""
     parser = command_parser(prog, description, examples)
     parser.add_argument("--config", required=True, help="experiment YAML (sections model, data, train)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override config values, e.g. train.iters=100 data.root=/data/cityscapes")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values (repeatable), e.g. train.iters=100 data.root=/data/cityscapes")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                         help="continue from the latest checkpoint of train.out_dir (or of RUN_DIR)")
     parser.add_argument("--max-iters-this-run", type=int, default=None,

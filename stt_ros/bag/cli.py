@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-names", nargs="+", help="output namespace per camera topic (default: from the topic)")
     p.add_argument("--config", help=f"model YAML (STTConfig); default: {DEFAULT_CONFIG.relative_to(ROOT)}")
     p.add_argument("--weights", help="override the config's weights (.safetensors, or .onnx for onnxruntime)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override model settings")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override model settings (repeatable)")
     p.add_argument("--through-node", action="store_true", help="play the bag to stt_node over DDS and evaluate its "
                                                                "outputs (drops included)")
     p.add_argument("--rate", type=float, default=1.0, help="--through-node playback speed factor (default 1.0)")

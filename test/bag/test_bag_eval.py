@@ -306,3 +306,13 @@ def test_compressed_transport_of_a_camera_is_not_a_second_camera(synth_bag: Path
     cams = json.loads((tmp_path / "out" / "metrics.json").read_text())["cameras"]
     assert [(c["camera"], c["topic"], c["processed"]) for c in cams] == [("front", "/front/image_raw", 3)]
     assert "skipping topic /front/image_raw/compressed" in res.stdout and "compressed transport" in res.stdout
+
+
+def test_set_repeats_and_takes_several_values() -> None:
+    """`--set a=1 --set b=2` keeps both (a repeated option must not replace the first), as `--set a=1 b=2`."""
+    from stt_ros.bag.cli import build_parser, model_config
+
+    for argv in (["bag", "--out", "o", "--set", "key_frames=3", "--set", "query_ratio=0.25"],
+                 ["bag", "--out", "o", "--set", "key_frames=3", "query_ratio=0.25"]):
+        cfg = model_config(build_parser().parse_args(argv))
+        assert (cfg.key_frames, cfg.query_ratio) == (3, 0.25), argv
