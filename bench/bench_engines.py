@@ -59,9 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="examples:\n  .venv/bin/python bench/bench_engines.py --quick\n"
                "  .venv/bin/python bench/bench_engines.py                 # 512x1024\n"
                "  .venv/bin/python bench/bench_engines.py --large --json /tmp/engines.json\n"
+               "  .venv/bin/python bench/bench_engines.py --sizes 1024x2048 --reps 5 --cameras 2\n"
                "  .venv/bin/python bench/bench_engines.py --engines torch-fp32 openvino-bf16 --reps 20")
     p.add_argument("--quick", action="store_true", help="256x512, 3 reps, 1 warm-up step: a couple of minutes")
     p.add_argument("--large", action="store_true", help="also 1024x2048")
+    p.add_argument("--sizes", nargs="+", metavar="HxW", help="input sizes to run instead (e.g. 1024x2048)")
     p.add_argument("--reps", type=int, default=None, help="measured steps per engine (default: 10, --quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="steps after the buffer is full (default: 2, --quick 1)")
     p.add_argument("--key-frames", type=int, default=7, help="T of the STT model (default: %(default)s)")
@@ -219,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     reps = args.reps or (3 if args.quick else 10)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    sizes = [(256, 512)] if args.quick else [(512, 1024)] + ([(1024, 2048)] if args.large else [])
+    if args.sizes:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    else:
+        sizes = [(256, 512)] if args.quick else [(512, 1024)] + ([(1024, 2048)] if args.large else [])
     report, facts = cpu_report()
     print(report)
     print("(timings on a shared machine: compare the ratios within one run, not absolute numbers across runs)")
