@@ -148,6 +148,9 @@ class STTConfig:
     precision: str = _f("fp32", "fp32, fp16 (CUDA), bf16 (torch, openvino; CPU with AVX512-BF16 or AMX), int8 "
                         "(tensorrt, openvino) or auto (bf16 where the CPU has it, else fp32)", choices=PRECISIONS)
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:1 ...")
+    openvino_streams: int = _f(1, "CPU streams of the OpenVINO backend: 1 = each step on every core (lowest latency); "
+                               "N > 1 = N cameras' steps side by side on cores/N each (batch_cameras with several "
+                               "cameras: more frames per second, each step slower)", lo=1, hi=64)
     weights: str = _f("", "path to a .safetensors checkpoint; empty = random initialisation")
 
     def __post_init__(self) -> None:
@@ -198,6 +201,9 @@ class STTConfig:
                 raise ConfigError(f"{name}={short_repr(v)} must be three finite numbers (R, G, B)")
         if any(x <= 0 for x in self.std):
             raise ConfigError(f"std={self.std!r} must be positive")
+        if self.openvino_streams != 1 and self.backend not in ("openvino", "auto"):
+            raise ConfigError(f"openvino_streams={self.openvino_streams} applies to backend=openvino only (backend="
+                              f"{self.backend}); leave it at 1")
         allowed = PRECISION_BACKENDS.get(self.precision)
         if allowed is not None and self.backend not in allowed:
             raise ConfigError(f"precision={self.precision} is not available with backend={self.backend}; it needs "

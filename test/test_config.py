@@ -35,6 +35,8 @@ def test_defaults_are_the_papers_best_rows() -> None:
     ({"precision": "fp16", "backend": "openvino"}, "fp16 is not available with backend=openvino"),
     ({"precision": "fp8"}, "choose one of"),
     ({"std": (0.2, 0.0, 0.2)}, "positive"),
+    ({"openvino_streams": 2, "backend": "torch"}, "openvino_streams=2 applies to backend=openvino only"),
+    ({"openvino_streams": 0, "backend": "openvino"}, "out of range"),
 ])
 def test_invalid_values_name_the_field(change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

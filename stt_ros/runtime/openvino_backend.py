@@ -445,7 +445,9 @@ class OpenVINOBackend(Backend):
         inputs = port_signature(self.compiled.inputs, want_in)
         outputs = port_signature(self.compiled.outputs, {**want_out, LOGITS_OUTPUT: ((), "")})
         self.has_logits = check_graph(inputs, outputs, {}, config, str(self.cache_path))
-        log.info("openvino %s: %s runs %s in %s on %s", short, DEVICE, source.name, self.precision, cpu)
+        self.streams = int(self.compiled.get_property("NUM_STREAMS"))
+        log.info("openvino %s: %s runs %s in %s on %s, %d stream%s", short, DEVICE, source.name, self.precision, cpu,
+                 self.streams, "" if self.streams == 1 else "s (requests side by side)")
 
     @staticmethod
     def _weights_path(config: STTConfig) -> Path:
@@ -460,8 +462,11 @@ class OpenVINOBackend(Backend):
 
     def _properties(self, ov: Any, threads: int) -> dict[str, Any]:
         # int8: the layers NNCF leaves unquantized run in fp32 (not in whatever OpenVINO would pick)
-        out: dict[str, Any] = {"INFERENCE_PRECISION_HINT": ov.Type.bf16 if self.precision == "bf16" else ov.Type.f32,
-                               "PERFORMANCE_HINT": "LATENCY"}
+        out: dict[str, Any] = {"INFERENCE_PRECISION_HINT": ov.Type.bf16 if self.precision == "bf16" else ov.Type.f32}
+        if self.config.openvino_streams > 1:  # requests in flight side by side (infer_many), each on fewer cores
+            out["NUM_STREAMS"] = self.config.openvino_streams
+        else:
+            out["PERFORMANCE_HINT"] = "LATENCY"
         if threads > 0:
             out["INFERENCE_NUM_THREADS"] = threads
         return out

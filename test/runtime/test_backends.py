@@ -35,6 +35,16 @@ class TestOpenVINO(BackendTester):
         return create_backend(graph.config.replace(backend="openvino", weights=str(graph.path)))
 
 
+class TestOpenVINOStreams(TestOpenVINO):
+    """The same with two CPU streams (``openvino_streams: 2``): infer_many's requests run side by side,
+    each on one core, and must still give what each camera stepped alone gives."""
+
+    def make_backend(self, graph: StepGraph, request: pytest.FixtureRequest) -> Backend:
+        backend = create_backend(graph.config.replace(backend="openvino", weights=str(graph.path), openvino_streams=2))
+        assert backend.streams == 2
+        return backend
+
+
 class TestTensorRTEmulated(BackendTester):
     """The TensorRT backend's own code on the CPU emulation of TensorRT and cuda-python
     (stt_testing.trt_emulation): the "engine" is onnxruntime running the same graph."""

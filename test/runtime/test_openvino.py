@@ -190,6 +190,22 @@ def test_cache_is_rebuilt_for_another_precision_or_input_size(step_graph: StepGr
         + ([f"stt.bf16.64x128.ov{openvino_backend.openvino_version(ov).split('-')[0]}.blob"] if n == 2 else []))
 
 
+def test_streams_reuse_the_cache_and_run_requests_side_by_side(step_graph: StepGraph, graph_copy: Path,  # noqa: F811
+                                                                builds: list[Path],
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """openvino_streams is how the compiled model runs, not what it computes: the cached model serves it (no
+    rebuild), the CPU plugin then runs that many requests at once, and the masks are the latency
+    configuration's (fp32; the streams run each step on fewer threads)."""
+    latency = create_backend(ov_config(step_graph, graph_copy))
+    with caplog.at_level(logging.INFO, logger=LOG):
+        streams = create_backend(ov_config(step_graph, graph_copy, openvino_streams=2))
+    assert len(builds) == 1 and latency.streams == 1 and streams.streams == 2
+    assert "2 streams (requests side by side)" in caplog.text
+    assert int(streams.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) == 2
+    got = compare_streams(latency, streams, video(12), reset_at=6)
+    assert got["mask"] >= 0.999 and got["logits_close"] >= 0.999, got
+
+
 def test_cache_is_rebuilt_for_another_openvino_version(step_graph: StepGraph, graph_copy: Path,  # noqa: F811
                                                        builds: list[Path], monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
