@@ -17,7 +17,9 @@ and read back by stt_ros.runtime.calibration).
 Cross-camera batching: per engine, the STT-BiSe18 step of ``--cameras`` cameras (each its own
 ring buffer) as ``--cameras`` sequential ``infer`` calls and as one ``infer_many`` call (torch: one
 batch through the per-frame network; OpenVINO: every camera's request started before any is
-waited for), alternating, each camera on its own frames; reported as throughput batched/sequential.
+waited for, on a backend with ``openvino_streams`` = the cores, the same cached model, so that they
+run side by side), alternating, each camera on its own frames; reported as throughput
+batched/sequential.
 
 This is a benchmark, not a test: it reports, it never fails on a number.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -108,7 +111,7 @@ def cpu_report() -> tuple[str, dict[str, Any]]:
 
 
 def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, onnx_ov: Path, calib: Path, engines: list[str],
-                  facts: dict[str, Any], calib_frames: int) -> dict[str, Any]:
+                  facts: dict[str, Any], calib_frames: int, openvino_streams: int = 1) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for engine in engines:
         backend_name, precision = engine.rsplit("-", 1)
@@ -128,8 +131,8 @@ def make_backends(cfg: STTConfig, model: torch.nn.Module, onnx: Path, onnx_ov: P
             opts: dict[str, Any] = {"cache_dir": onnx.parent}
             if precision == "int8":
                 opts.update(calib_source=calib, calib_frames=calib_frames)
-            out[engine] = create_backend(cfg.replace(backend="openvino", precision=precision, weights=str(onnx_ov)),
-                                         **opts)
+            out[engine] = create_backend(cfg.replace(backend="openvino", precision=precision, weights=str(onnx_ov),
+                                                     openvino_streams=openvino_streams), **opts)
         print(f"  {engine}: ready in {time.perf_counter() - t0:.1f} s")
     return out
 
@@ -163,16 +166,18 @@ def run_rounds(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[
 
 
 def run_batching(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: list[np.ndarray], cameras: int,
-                 reps: int, warmup: int) -> dict[str, dict[str, float]]:
+                 reps: int, warmup: int, batched_by: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Per engine (the temporal models; bench_gpu runs it too): ``cameras`` streams stepped one by one
     (``infer``) against the same number stepped together (``infer_many``), alternating rounds; median ms
-    of a round of each."""
+    of a round of each. ``batched_by``: per engine, another backend of the same graph for the batched
+    side (OpenVINO with ``openvino_streams`` = the cores, what a CPU user sets with batch_cameras)."""
     out: dict[str, dict[str, float]] = {}
     for (model, engine), (cfg, backend) in runs.items():
         if not MODEL_SPECS[model].temporal:
             continue
+        together = (batched_by or {}).get(engine, backend)
         seq = [backend.create_state() for _ in range(cameras)]
-        bat = [backend.create_state() for _ in range(cameras)]
+        bat = [together.create_state() for _ in range(cameras)]
         times: dict[str, list[float]] = {"sequential": [], "batched": []}
         for i in range(cfg.key_frames + warmup + reps):
             imgs = [frames[(i + 3 * c) % len(frames)] for c in range(cameras)]
@@ -183,12 +188,13 @@ def run_batching(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: lis
                     for img, st in zip(imgs, seq, strict=True):
                         backend.infer(img, st)
                 else:
-                    backend.infer_many(imgs, bat)
+                    together.infer_many(imgs, bat)
                 if measured:
                     times[mode].append((time.perf_counter() - t0) * 1e3)
         s_ms, b_ms = statistics.median(times["sequential"]), statistics.median(times["batched"])
         out[engine] = {"sequential_ms": s_ms, "batched_ms": b_ms, "speedup": s_ms / b_ms,
-                       "batching": backend.batching}
+                       "batching": together.batching + (f", {together.streams} streams"
+                                                        if getattr(together, "streams", 1) > 1 else "")}
     return out
 
 
@@ -235,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             frames = synthetic_frames(h, w, n_frames, seed=args.seed)
             calib = write_calibration_folder(frames, Path(tmp) / f"calib_{h}x{w}", args.calib_frames)
             runs: dict[tuple[str, str], tuple[STTConfig, Any]] = {}
+            streams: dict[str, Any] = {}
             for model_name in ("bise18", "stt_bise18"):
                 torch.manual_seed(args.seed)
                 cfg = STTConfig(model=model_name, input_height=h, input_width=w, key_frames=args.key_frames)
@@ -252,8 +259,15 @@ def main(argv: list[str] | None = None) -> int:
                 for engine, backend in make_backends(cfg, model, onnx, onnx_ov, calib, args.engines, facts,
                                                      args.calib_frames).items():
                     runs[model_name, engine] = (cfg, backend)
+                cores = os.cpu_count() or 1
+                ov_engines = [e for e in args.engines if e.startswith("openvino") and (model_name, e) in runs]
+                if MODEL_SPECS[model_name].temporal and args.cameras > 1 and cores > 1 and ov_engines:
+                    # the batched side of OpenVINO: the same cached model on one CPU stream per core
+                    print(f"  and for batch_cameras, openvino_streams={cores}:")
+                    streams = make_backends(cfg, model, onnx, onnx_ov, calib, ov_engines, facts, args.calib_frames,
+                                            openvino_streams=cores)
             timed = run_rounds(runs, frames, reps, warmup)
-            batching = run_batching(runs, frames, args.cameras, reps, warmup) if args.cameras > 1 else {}
+            batching = run_batching(runs, frames, args.cameras, reps, warmup, streams) if args.cameras > 1 else {}
             per_size: dict[str, Any] = {m: {e: r for (mm, e), r in timed.items() if mm == m}
                                         for m in ("bise18", "stt_bise18")}
             del runs
