@@ -10,8 +10,8 @@ benchmark asks what else could pay for several cameras on a CPU:
 * the STT-BiSe18 streaming step through the OpenVINO backend (``create_backend``, a ring buffer per
   camera): N cameras stepped one after the other with ``openvino_streams: 1`` (the default: each step
   on every core) against the same N cameras in one ``infer_many`` with ``openvino_streams`` = the
-  cores (requests side by side, one core each), and one camera alone on the latter (the latency a
-  camera gets when it is the only one waiting).
+  cores (requests side by side, one core each), and one camera alone on the latter (a camera that is
+  the only one waiting: the backend steps it on every core, as with 1).
 
 Random weights (timing does not depend on them), synthetic video, interleaved rounds (medians).
 This is a benchmark, not a test: it reports, it never fails on a number.
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{got['stt_sequential']:.1f} ({got['stt_sequential'] / n:.1f} each); batch_cameras with openvino_streams "
           f"{cores} (one thread each) {got['stt_streams']:.1f}: throughput "
           f"{got['stt_sequential'] / got['stt_streams']:.2f}x; "
-          f"one camera alone there {got['stt_one_on_streams']:.1f} (vs {got['stt_sequential'] / n:.1f})")
+          f"one camera alone on that backend {got['stt_one_on_streams']:.1f} (vs {got['stt_sequential'] / n:.1f})")
     return 0
 
 

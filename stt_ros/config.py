@@ -148,9 +148,10 @@ class STTConfig:
     precision: str = _f("fp32", "fp32, fp16 (CUDA), bf16 (torch, openvino; CPU with AVX512-BF16 or AMX), int8 "
                         "(tensorrt, openvino) or auto (bf16 where the CPU has it, else fp32)", choices=PRECISIONS)
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:1 ...")
-    openvino_streams: int = _f(1, "CPU streams of the OpenVINO backend: 1 = each step on every core (lowest latency); "
-                               "N > 1 = N cameras' steps side by side on cores/N each (batch_cameras with several "
-                               "cameras: more frames per second, each step slower)", lo=1, hi=64)
+    openvino_streams: int = _f(1, "CPU streams of the OpenVINO backend for cameras stepped together "
+                               "(batch_cameras): 1 = one after the other, each on every core; N > 1 = up to N "
+                               "cameras' steps side by side on cores/N each (more frames per second, each step "
+                               "slower; a camera stepped alone still runs on every core)", lo=1, hi=64)
     weights: str = _f("", "path to a .safetensors checkpoint; empty = random initialisation")
 
     def __post_init__(self) -> None:

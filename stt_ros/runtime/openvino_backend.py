@@ -322,21 +322,27 @@ def convert_onnx(ov: Any, path: str | Path, precision: str = "fp32") -> Any:
 
 
 class OvStreamState(SlotRingState):
-    """One stream's state for :class:`OpenVINOBackend`: an InferRequest of its own and (STT models)
-    T + 1 preallocated slots bound in place, the ``frame_valid`` flags and the output buffers."""
+    """One stream's state for :class:`OpenVINOBackend`: an InferRequest of its own (and one on the
+    side-by-side model, with ``openvino_streams`` > 1), both bound to the same buffers: (STT models) T + 1
+    preallocated slots bound in place, the ``frame_valid`` flags and the outputs."""
 
     def __init__(self, backend: OpenVINOBackend) -> None:
         ov, cfg = backend.ov, backend.config
-        self.request = backend.compiled.create_infer_request()
+        self.requests = [backend.compiled.create_infer_request()]
+        if backend.side_by_side is not None:
+            self.requests.append(backend.side_by_side.create_infer_request())
+        self.request = self.requests[0]  # the one the last step started
         h, w = cfg.input_height, cfg.input_width
         self.image = np.zeros((1, h, w, 3), np.uint8)
         self.class_map = np.zeros((1, h, w), np.int32)
-        self.request.set_tensor(IMAGE_INPUT, ov.Tensor(self.image, shared_memory=True))
-        self.request.set_tensor(CLASS_OUTPUT, ov.Tensor(self.class_map, shared_memory=True))
         self.logits = None
         if backend.has_logits:
             self.logits = np.zeros((1, cfg.num_classes, h, w), np.float32)
-            self.request.set_tensor(LOGITS_OUTPUT, ov.Tensor(self.logits, shared_memory=True))
+        for request in self.requests:
+            request.set_tensor(IMAGE_INPUT, ov.Tensor(self.image, shared_memory=True))
+            request.set_tensor(CLASS_OUTPUT, ov.Tensor(self.class_map, shared_memory=True))
+            if self.logits is not None:
+                request.set_tensor(LOGITS_OUTPUT, ov.Tensor(self.logits, shared_memory=True))
         self.ring = SlotRing(cfg.key_frames) if backend.temporal else None
         self._out: int | None = None  # the slot a started step writes (start/wait)
         self.capacity = cfg.key_frames if backend.temporal else 0
@@ -346,16 +352,20 @@ class OvStreamState(SlotRingState):
         self.slots = [ov.Tensor(a, shared_memory=True) for a in self.arrays]
         if self.ring:
             self.valid = np.zeros(cfg.key_frames, np.bool_)
-            self.request.set_tensor(VALID_INPUT, ov.Tensor(self.valid, shared_memory=True))
+            for request in self.requests:
+                request.set_tensor(VALID_INPUT, ov.Tensor(self.valid, shared_memory=True))
 
     def run(self, image: np.ndarray) -> None:
         """One step on ``image`` (H, W, 3): bind the ring, infer, commit the new frame's slot."""
         self.start(image)
         self.wait()
 
-    def start(self, image: np.ndarray) -> None:
-        """Bind the ring and start the step on ``image`` (H, W, 3) without waiting for it."""
+    def start(self, image: np.ndarray, side_by_side: bool = False) -> None:
+        """Bind the ring and start the step on ``image`` (H, W, 3) without waiting for it; ``side_by_side``:
+        on the backend's side-by-side model where it has one (one of its streams, beside other cameras'),
+        else on the latency model (every core)."""
         np.copyto(self.image[0], image)
+        self.request = self.requests[-1 if side_by_side else 0]
         self._out = None
         if self.ring:
             inputs, valid, self._out = self.ring.bindings()
@@ -419,6 +429,7 @@ class OpenVINOBackend(Backend):
         self.cache_path = folder / f"{source.stem}.{self.precision}.{config.input_height}x{config.input_width}" \
                                    f".ov{short}.blob"
         self.properties = self._properties(ov, threads)
+        built = None
         blob, reason = (None, "rebuild requested") if rebuild else read_cache(self.cache_path, key)
         self.compiled = None
         if blob is not None:
@@ -439,15 +450,25 @@ class OpenVINOBackend(Backend):
             self.compiled = core.compile_model(model, DEVICE, self.properties)
             stream = io.BytesIO()
             self.compiled.export_model(stream)
-            write_cache(self.cache_path, key, stream.getvalue(), {"source": str(source)})
+            built = stream.getvalue()
+            write_cache(self.cache_path, key, built, {"source": str(source)})
             log.info("openvino: built and cached %s in %.1f s", self.cache_path, time.perf_counter() - t0)
         want_in, want_out = expected_io(config)
         inputs = port_signature(self.compiled.inputs, want_in)
         outputs = port_signature(self.compiled.outputs, {**want_out, LOGITS_OUTPUT: ((), "")})
         self.has_logits = check_graph(inputs, outputs, {}, config, str(self.cache_path))
-        self.streams = int(self.compiled.get_property("NUM_STREAMS"))
-        log.info("openvino %s: %s runs %s in %s on %s, %d stream%s", short, DEVICE, source.name, self.precision, cpu,
-                 self.streams, "" if self.streams == 1 else "s (requests side by side)")
+        #: with openvino_streams > 1, the same compiled model once more on that many CPU streams: infer_many
+        #: runs two or more cameras there side by side, one core or so each (a lone camera, and infer, keep
+        #: the latency model on every core)
+        self.side_by_side = None
+        if config.openvino_streams > 1:
+            side = {k: v for k, v in self.properties.items() if k != "PERFORMANCE_HINT"}
+            self.side_by_side = core.import_model(io.BytesIO(built if built is not None else blob), DEVICE,
+                                                  {**side, "NUM_STREAMS": config.openvino_streams})
+        self.streams = int(self.side_by_side.get_property("NUM_STREAMS")) if self.side_by_side is not None else 1
+        log.info("openvino %s: %s runs %s in %s on %s%s", short, DEVICE, source.name, self.precision, cpu,
+                 "" if self.streams == 1 else f"; cameras stepped together on {self.streams} streams (requests side "
+                                              f"by side), a lone camera on every core")
 
     @staticmethod
     def _weights_path(config: STTConfig) -> Path:
@@ -462,11 +483,8 @@ class OpenVINOBackend(Backend):
 
     def _properties(self, ov: Any, threads: int) -> dict[str, Any]:
         # int8: the layers NNCF leaves unquantized run in fp32 (not in whatever OpenVINO would pick)
-        out: dict[str, Any] = {"INFERENCE_PRECISION_HINT": ov.Type.bf16 if self.precision == "bf16" else ov.Type.f32}
-        if self.config.openvino_streams > 1:  # requests in flight side by side (infer_many), each on fewer cores
-            out["NUM_STREAMS"] = self.config.openvino_streams
-        else:
-            out["PERFORMANCE_HINT"] = "LATENCY"
+        out: dict[str, Any] = {"INFERENCE_PRECISION_HINT": ov.Type.bf16 if self.precision == "bf16" else ov.Type.f32,
+                               "PERFORMANCE_HINT": "LATENCY"}
         if threads > 0:
             out["INFERENCE_NUM_THREADS"] = threads
         return out
@@ -555,14 +573,16 @@ class OpenVINOBackend(Backend):
 
     def infer_many(self, images: Sequence[np.ndarray], states: Sequence[OvStreamState],
                    return_logits: bool = False) -> list[BackendOutput]:
-        """Every stream's own InferRequest started before any is waited for: the CPU plugin runs them
-        side by side as far as its streams (``NUM_STREAMS``) allow, each against its own ring."""
+        """Every stream's own InferRequest started before any is waited for, each against its own ring:
+        with ``openvino_streams`` > 1 and two or more images on the side-by-side model, whose streams run
+        them at once; else on the latency model, one after the other."""
         self.check_many(images, states, return_logits)
         t0 = time.perf_counter()
         started = []
+        side = self.side_by_side is not None and len(images) > 1
         try:
             for image, state in zip(images, states, strict=True):
-                state.start(image)
+                state.start(image, side)
                 started.append(state)
         finally:
             for state in started:  # a request that started is always waited for (and its slot committed)

@@ -194,16 +194,24 @@ def test_streams_reuse_the_cache_and_run_requests_side_by_side(step_graph: StepG
                                                                 builds: list[Path],
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     """openvino_streams is how the compiled model runs, not what it computes: the cached model serves it (no
-    rebuild), the CPU plugin then runs that many requests at once, and the masks are the latency
-    configuration's (fp32; the streams run each step on fewer threads)."""
+    rebuild), once on every core and once on that many CPU streams; cameras stepped together run on the
+    latter, a camera stepped alone (infer, or infer_many of one) on the former, with the same masks as the
+    latency configuration (fp32; OpenVINO splits the work by threads, not the sums)."""
     latency = create_backend(ov_config(step_graph, graph_copy))
     with caplog.at_level(logging.INFO, logger=LOG):
         streams = create_backend(ov_config(step_graph, graph_copy, openvino_streams=2))
-    assert len(builds) == 1 and latency.streams == 1 and streams.streams == 2
-    assert "2 streams (requests side by side)" in caplog.text
-    assert int(streams.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) == 2
+    assert len(builds) == 1 and latency.streams == 1 and streams.streams == 2 and latency.side_by_side is None
+    assert "cameras stepped together on 2 streams (requests side by side)" in caplog.text
+    assert int(streams.side_by_side.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) == 2
+    assert int(streams.compiled.get_property("NUM_STREAMS")) == 1
+    frames = video(3)
+    states = [streams.create_state() for _ in range(2)]
+    streams.infer_many(frames[:2], states)
+    assert all(st.request is st.requests[1] for st in states)  # side by side
+    streams.infer_many(frames[2:], states[:1])
+    assert states[0].request is states[0].requests[0]  # alone: every core
     got = compare_streams(latency, streams, video(12), reset_at=6)
-    assert got["mask"] >= 0.999 and got["logits_close"] >= 0.999, got
+    assert got["mask"] == 1.0 and got["max_abs"] == 0.0, got
 
 
 def test_cache_is_rebuilt_for_another_openvino_version(step_graph: StepGraph, graph_copy: Path,  # noqa: F811
