@@ -65,8 +65,9 @@ class NodeSettings:
                              "runs their per-frame network as one batch, TensorRT and OpenVINO run each camera's own "
                              "context side by side; each camera keeps its own ring buffer, reset rule and "
                              "latest-frame mailbox. Pays off on a GPU; on a CPU with OpenVINO together with "
-                             "openvino_streams set to the cores (2 cores, 4 cameras: 1.2-1.3x the frames per second; "
-                             "docs/DEPLOY.md)", dynamic=True)
+                             "openvino_streams set to the cores, where the cores are not also busy with the cameras' "
+                             "decoding and outputs (2 cores, 4 cameras: 1.2x for the model alone, 1.03-1.05x "
+                             "through the node; docs/DEPLOY.md)", dynamic=True)
     overlay_alpha: float = _f(0.5, "weight of the colour mask in the overlay (0..1)", dynamic=True, lo=0.0, hi=1.0)
     palette: str = _f("cityscapes", "colours of the classes: cityscapes (19 train ids), camvid (11) or custom",
                       dynamic=True, choices=PALETTES)

@@ -462,9 +462,13 @@ class OpenVINOBackend(Backend):
         #: the latency model on every core)
         self.side_by_side = None
         if config.openvino_streams > 1:
+            # unpinned: in the node the decoders, outputs and DDS share the cores, and a stream pinned to a
+            # core they occupy holds up the whole step (4 cameras through stt_node, 2 cores: 0.88x the masks
+            # per second of one stream pinned, 1.05x unpinned; bench/bench_node_cameras.py)
             side = {k: v for k, v in self.properties.items() if k != "PERFORMANCE_HINT"}
             self.side_by_side = core.import_model(io.BytesIO(built if built is not None else blob), DEVICE,
-                                                  {**side, "NUM_STREAMS": config.openvino_streams})
+                                                  {**side, "NUM_STREAMS": config.openvino_streams,
+                                                   "ENABLE_CPU_PINNING": False})
         self.streams = int(self.side_by_side.get_property("NUM_STREAMS")) if self.side_by_side is not None else 1
         log.info("openvino %s: %s runs %s in %s on %s%s", short, DEVICE, source.name, self.precision, cpu,
                  "" if self.streams == 1 else f"; cameras stepped together on {self.streams} streams (requests side "

@@ -204,6 +204,7 @@ def test_streams_reuse_the_cache_and_run_requests_side_by_side(step_graph: StepG
     assert "cameras stepped together on 2 streams (requests side by side)" in caplog.text
     assert int(streams.side_by_side.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) == 2
     assert int(streams.compiled.get_property("NUM_STREAMS")) == 1
+    assert streams.side_by_side.get_property("ENABLE_CPU_PINNING") is False  # the node's threads share the cores
     frames = video(3)
     states = [streams.create_state() for _ in range(2)]
     streams.infer_many(frames[:2], states)
