@@ -43,18 +43,17 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
     from sensor_msgs.msg import Image
 
     from stt_ros.msg import TemporalConsistency
-    from stt_testing.node_harness import Client, NodeProcess, image_msg, textured_frames
+    from stt_testing.node_harness import Client, NodeProcess, image_msg, textured_frames, write_params
 
     h, w = args.size
     cams = [f"cam{i}" for i in range(args.cameras)]
     streams = (os.cpu_count() or 1) if case == "batched-streams" else 1
     with tempfile.TemporaryDirectory() as tmp:
-        params = Path(tmp) / "p.yaml"
-        params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
-            "model": args.model, "input_height": h, "input_width": w, "backend": args.backend,
-            "precision": args.precision, "weights": args.weights_path, "camera_names": cams,
-            "camera_topics": [f"/{c}/image" for c in cams], "input_reliability": "reliable",
-            "batch_cameras": case != "sequential", "openvino_streams": streams, **args.param}}}))
+        params = write_params(
+            Path(tmp) / "p.yaml", model=args.model, input_height=h, input_width=w, backend=args.backend,
+            precision=args.precision, weights=args.weights_path, camera_names=cams,
+            camera_topics=[f"/{c}/image" for c in cams], input_reliability="reliable",
+            batch_cameras=case != "sequential", openvino_streams=streams, **args.param)
         node = NodeProcess(params, DOMAIN)
         client = Client(DOMAIN)
         try:
