@@ -194,7 +194,8 @@ def run_batching(runs: dict[tuple[str, str], tuple[STTConfig, Any]], frames: lis
         s_ms, b_ms = statistics.median(times["sequential"]), statistics.median(times["batched"])
         out[engine] = {"sequential_ms": s_ms, "batched_ms": b_ms, "speedup": s_ms / b_ms,
                        "batching": together.batching + (f", {together.streams} streams"
-                                                        if getattr(together, "streams", 1) > 1 else "")}
+                                                        if getattr(together, "streams", 1) > 1 else "")
+                       + (f", {together.batch_frames} at a time" if getattr(together, "batch_frames", 0) > 1 else "")}
     return out
 
 

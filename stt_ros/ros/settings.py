@@ -62,7 +62,8 @@ class NodeSettings:
     mask_resolution: str = _f("camera", "mask size: camera (input image size) or network (network input size)",
                               choices=MASK_RESOLUTIONS)
     batch_cameras: bool = _f(False, "step the cameras whose frames wait together (cross-camera batching): torch "
-                             "runs their per-frame network as one batch, TensorRT and OpenVINO run each camera's own "
+                             "runs their per-frame network as one batch (on a CPU only up to 262144 pixels: 512x1024 "
+                             "cameras one after the other), TensorRT and OpenVINO run each camera's own "
                              "context side by side; each camera keeps its own ring buffer, reset rule and "
                              "latest-frame mailbox. Pays off on a GPU; on a CPU with OpenVINO together with "
                              "openvino_streams set to the cores, where the cores are not also busy with the cameras' "

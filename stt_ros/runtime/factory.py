@@ -104,7 +104,7 @@ def create_backend(config: STTConfig, model: VideoSegModel | None = None, **opti
     ``onnxruntime`` and ``tensorrt`` run the graph written by ``stt-export``: ``config.weights``
     names the .onnx file (or, for tensorrt, a built .plan), or a checkpoint with the .onnx beside
     it. ``openvino`` runs that graph too, or exports a checkpoint itself (cached). ``options`` go
-    to the backend's constructor (see OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend).
+    to the backend's constructor (see TorchBackend, OnnxRuntimeBackend, OpenVINOBackend, TensorRTBackend).
     """
     if config.backend == "auto":
         if options:
@@ -112,11 +112,11 @@ def create_backend(config: STTConfig, model: VideoSegModel | None = None, **opti
         config, why = resolve_auto(config, model is not None)
         log.info("backend=auto: running %s (%s)", config.backend, why)
     if config.backend == "torch":
-        if options:
-            raise ConfigError(f"backend=torch takes no options, got {sorted(options)}")
+        if set(options) - {"batch_frames"}:
+            raise ConfigError(f"backend=torch takes only batch_frames, got {sorted(options)}")
         from stt_ros.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(config, model)
+        return TorchBackend(config, model, **options)
     if model is not None:
         raise ConfigError(f"backend={config.backend} runs an exported graph, not a torch model: export the model "
                           f"with stt-export and set weights to the .onnx file")

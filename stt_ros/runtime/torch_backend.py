@@ -81,13 +81,25 @@ def resolve_precision(requested: str, device: torch.device) -> tuple[str, str]:
     return requested, f"precision={requested} as configured"
 
 
+#: On a CPU, the most input pixels torch's infer_many runs as one batch (more frames go in several
+#: batches): bigger batches ran slower per frame than one frame at a time, as their activations leave the
+#: caches. 4 cameras of STT-BiSe18 on 2 cores (AVX512-BF16 EPYC, fp32 / bf16), throughput batched /
+#: one at a time: 4 x 128x256 1.30x / 1.30x, 2 x 256x512 1.07x / 1.11x, 4 x 256x512 0.88x / 1.04x,
+#: 4 x 512x1024 0.74x / 0.66x (0.93x / 0.95x on an AMX Xeon). So 512x1024 cameras go one after the
+#: other (bit-identical to a camera stepped alone), 256x512 two at a time, 128x256 eight.
+CPU_BATCH_PIXELS = 1 << 18
+
+
 class TorchBackend(Backend):
     """PyTorch on ``config.device``; normalisation, network, temporal transformer and argmax all
     run there, the ring buffer is a preallocated tensor on the same device."""
 
     name = "torch"
 
-    def __init__(self, config: STTConfig, model: VideoSegModel | None = None) -> None:
+    def __init__(self, config: STTConfig, model: VideoSegModel | None = None, batch_frames: int | None = None) -> None:
+        """``batch_frames``: the most frames :meth:`infer_many` runs as one batch through the network (1:
+        one after the other, 0: all); None = all on a GPU, and on a CPU as many as fit
+        :data:`CPU_BATCH_PIXELS`."""
         super().__init__(config)
         try:
             self.device = torch.device(config.device)
@@ -95,6 +107,13 @@ class TorchBackend(Backend):
             raise ConfigError(f"device={config.device!r} is not a torch device: {exc}") from exc
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device={config.device!r} but CUDA is not available; use device=cpu")
+        if batch_frames is None:
+            pixels = config.input_height * config.input_width
+            batch_frames = 0 if self.device.type == "cuda" else max(1, CPU_BATCH_PIXELS // pixels)
+        if batch_frames < 0:
+            raise ConfigError(f"batch_frames={batch_frames}: 0 (no limit) or more")
+        self.batch_frames = batch_frames
+        self.batching = "sequential" if batch_frames == 1 else "batched"
         self.precision, why = resolve_precision(config.precision, self.device)
         if config.precision == "auto":
             log.info("torch: %s", why)
@@ -155,17 +174,26 @@ class TorchBackend(Backend):
         self._sync()
         return BackendOutput(class_map, out_logits, {"network_ms": (time.perf_counter() - t0) * 1e3})
 
-    batching = "batched"
-
     def infer_many(self, images: Sequence[np.ndarray], states: Sequence[StreamState],
                    return_logits: bool = False) -> list[BackendOutput]:
-        """The streams' frames as one batch through the per-frame network; the temporal transformer
-        attends per stream to that stream's ring buffer only (:meth:`VideoSegModel.step_many`)."""
+        """The streams' frames in batches of up to :attr:`batch_frames` through the per-frame network, the
+        temporal transformer attending per stream to that stream's ring buffer only
+        (:meth:`VideoSegModel.step_many`); a batch of one is :meth:`infer`."""
         self.check_many(images, states, return_logits)
-        if len(images) == 1:
-            return [self.infer(images[0], states[0], return_logits)]
-        rings = [s if isinstance(s, RingBuffer) else None for s in states]
+        size = self.batch_frames or len(images)
         t0 = time.perf_counter()
+        outs: list[BackendOutput] = []
+        for i in range(0, len(images), size):
+            if len(images[i:i + size]) == 1:
+                outs.append(self.infer(images[i], states[i], return_logits))
+            else:
+                outs += self._batch(images[i:i + size], states[i:i + size], return_logits)
+        ms = (time.perf_counter() - t0) * 1e3
+        return [BackendOutput(o.class_map, o.logits, {"network_ms": ms}) for o in outs]
+
+    def _batch(self, images: Sequence[np.ndarray], states: Sequence[StreamState],
+               return_logits: bool) -> list[BackendOutput]:
+        rings = [s if isinstance(s, RingBuffer) else None for s in states]
         with torch.inference_mode(), self.autocast():
             x = self.normalize(torch.from_numpy(np.stack(images)))  # a copy: writable whatever the inputs
             logits, kv = self.model.step_many(x, [r.storage if r else None for r in rings],
@@ -178,6 +206,5 @@ class TorchBackend(Backend):
             class_maps = logits.argmax(1).to(torch.uint8).cpu().numpy()
             out_logits = logits.cpu().numpy() if return_logits else None
         self._sync()
-        ms = (time.perf_counter() - t0) * 1e3
-        return [BackendOutput(class_maps[b], None if out_logits is None else out_logits[b], {"network_ms": ms})
+        return [BackendOutput(class_maps[b], None if out_logits is None else out_logits[b], {})
                 for b in range(len(images))]

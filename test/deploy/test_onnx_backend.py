@@ -143,8 +143,10 @@ def test_missing_graph_errors_say_what_to_do(tmp_path: Path) -> None:
         create_backend(STTConfig(backend="onnxruntime", weights=str(tmp_path / "bad.onnx")))
     with pytest.raises(ConfigError, match="not a torch model"):
         create_backend(STTConfig(backend="onnxruntime"), build_model(STTConfig(model="bise18")))
-    with pytest.raises(ConfigError, match="takes no options"):
-        create_backend(STTConfig(), threads=2)
+    with pytest.raises(ConfigError, match="backend=auto takes no options"):
+        create_backend(STTConfig(backend="auto"), threads=2)
+    with pytest.raises(ConfigError, match="backend=torch takes only batch_frames"):
+        create_backend(STTConfig(backend="torch"), threads=2)
 
 
 def test_provider_preference() -> None:

@@ -20,7 +20,8 @@ CAMS = {"a": (64, 128), "b": (72, 128), "c": (48, 96)}  # camera image sizes (on
 ROUNDS, BAD_ROUND, BACK_ROUND = 9, 4, 6  # camera b sends a bad frame, camera c's stamp goes back
 
 
-#: torch batches the per-frame network; OpenVINO on two CPU streams runs each camera's request side by side
+#: torch batches the per-frame network (at this input size, also on a CPU); OpenVINO on two CPU streams runs
+#: each camera's request side by side
 ENGINES = {"torch": {"backend": "torch", "precision": "fp32"},
            "openvino-streams": {"backend": "openvino", "precision": "fp32", "openvino_streams": 2}}
 

@@ -11,12 +11,28 @@ from stt_testing.backend_tester import BackendTester, StepGraph, step_graph  # n
 
 
 class TestTorch(BackendTester):
-    # batched cameras run the per-frame network as one batch, and oneDNN's convolutions are not
-    # batch-invariant (features differ by ~3e-5 in fp32 between batch 4 and batch 1)
+    """torch on the CPU one camera after the other in infer_many (``batch_frames=1``, what a CPU runs
+    at 512x1024 and above): bit-identical to each camera stepped alone."""
+
+    def make_backend(self, graph: StepGraph, request: pytest.FixtureRequest) -> Backend:
+        backend = create_backend(graph.config, graph.model, batch_frames=1)
+        assert backend.batching == "sequential"
+        return backend
+
+
+class TestTorchBatched(BackendTester):
+    """torch's batched infer_many (a GPU's, and a CPU's at small inputs), two frames per batch: the
+    tester's three cameras go as a batch of two and a lone frame, each camera's temporal transformer
+    against its own ring buffer."""
+
+    # oneDNN's convolutions are not batch-invariant (features differ by ~3e-5 in fp32 between batch 4
+    # and batch 1), so batched results match to the streaming tolerances, not bit for bit
     batch_exact = False
 
     def make_backend(self, graph: StepGraph, request: pytest.FixtureRequest) -> Backend:
-        return create_backend(graph.config, graph.model)
+        backend = create_backend(graph.config, graph.model, batch_frames=2)
+        assert backend.batching == "batched"
+        return backend
 
 
 class TestOnnxRuntime(BackendTester):
@@ -84,3 +100,19 @@ class TestTensorRTOnGPU(BackendTester):
             pytest.skip(f"the real TensorRT backend needs a GPU and tensorrt: {reason}")
         cfg = graph.config.replace(backend="tensorrt", device="cuda", precision="fp32", weights=str(graph.path))
         return create_backend(cfg)
+
+
+@pytest.mark.parametrize(("size", "frames"), [((512, 1024), 1), ((1024, 2048), 1), ((256, 512), 2), ((128, 256), 8)])
+def test_torch_on_a_cpu_batches_only_what_fits_its_pixel_budget(size: tuple[int, int], frames: int) -> None:
+    """On a CPU torch's infer_many batches at most CPU_BATCH_PIXELS (512x1024 cameras one after the other,
+    where a batch of 4 ran at 0.66-0.95x the throughput); a negative batch size is refused."""
+    from stt_ros.config import ConfigError, STTConfig
+    from stt_ros.runtime.torch_backend import CPU_BATCH_PIXELS
+
+    cfg = STTConfig(model="bise18", input_height=size[0], input_width=size[1])
+    backend = create_backend(cfg)
+    assert backend.batch_frames == frames and frames * size[0] * size[1] <= max(CPU_BATCH_PIXELS, size[0] * size[1])
+    assert backend.batching == ("sequential" if frames == 1 else "batched")
+    assert create_backend(cfg, batch_frames=0).batching == "batched"  # 0: every frame in one batch
+    with pytest.raises(ConfigError, match="batch_frames=-1"):
+        create_backend(cfg, batch_frames=-1)
