@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -280,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                 a, b = per_size["bise18"].get(engine), per_size["stt_bise18"].get(engine)
                 if a is None or b is None:
                     continue
-                print(f"  {engine:<18} {a['ms']:>9.1f} {b['ms']:>11.1f} {b['ms'] / a['ms']:>9.2f}x "
-                      f"{100 * b['agree']:>10.1f}%")
+                agree = "-" if math.isnan(b["agree"]) else f"{100 * b['agree']:.1f}%"  # torch-fp32 not run
+                print(f"  {engine:<18} {a['ms']:>9.1f} {b['ms']:>11.1f} {b['ms'] / a['ms']:>9.2f}x {agree:>11}")
             flops = module_flops(STTConfig(model="stt_bise18", input_height=h, input_width=w,
                                            key_frames=args.key_frames))
             per_size["module_flops"] = flops
