@@ -7,9 +7,9 @@ with :func:`stt_train.export.export_step` (needs torch) and converted with ``ope
 Precisions: fp32 (``INFERENCE_PRECISION_HINT`` f32: OpenVINO would otherwise pick bf16 by itself on
 AMX CPUs); bf16 where the CPU offers it (``OPTIMIZATION_CAPABILITIES`` lists BF16: AVX512-BF16 or
 AMX), else a ConfigError naming the missing feature; ``auto`` = bf16 where offered, else fp32; int8
-by NNCF post-training quantization (``nncf.quantize``) calibrated on consecutive frames with their
-real memory inputs (a user's image folder or rosbag2 via :mod:`stt_ros.runtime.calibration`, or
-SynthDrive frames rendered at the input size when no source is given).
+by NNCF post-training quantization (``nncf.quantize``, TRANSFORMER model type) calibrated on
+consecutive frames with their real memory inputs (a user's image folder or rosbag2 via
+:mod:`stt_ros.runtime.calibration`, or SynthDrive frames rendered at the input size when no source is given).
 
 Cache: the compiled model (``CompiledModel.export_model``) is written beside the weights when that
 folder is writable, else under the user cache dir (``$XDG_CACHE_HOME/stt_ros/openvino``), as one
@@ -299,6 +299,14 @@ def decompose_argmax(proto: Any) -> int:
 #: What :func:`convert_onnx` does to a graph before OpenVINO converts it, and what a checkpoint is exported
 #: with (part of the cache key: a compiled model from another version of these rewrites is rebuilt).
 CONVERSION = "decompose_logsumexp+decompose_argmax(fp32)+layout=openvino"
+#: NNCF's model type for int8 (``nncf.ModelType`` member name). TRANSFORMER: no quantizers on the
+#: element-wise ops (the attention's additive -inf masks and the residual adds among them), symmetric
+#: activations into activation x activation MatMuls, SmoothQuant, asymmetric activations elsewhere. With
+#: the default (CNN) type the demo model lost 2.26 mIoU / 2.18 TC against fp32 on 30 held-out
+#: SynthDrive sequences; with this one 0.03 / 0.01 (AVX512-BF16 EPYC, OpenVINO 2026.4.1, NNCF 3.4).
+#: At 512x1024 it costs 9 % of int8's STT-BiSe18 step there (160 vs 148 ms; bf16 175).
+NNCF_MODEL_TYPE = "TRANSFORMER"
+
 #: Precisions whose graph gets :func:`decompose_argmax`: in bf16 (AMX Xeon, OpenVINO 2026.4) the
 #: reductions cost 38 ms more than TopK on a 512x1024 BiSe18 step of 53 ms; in fp32 they save 7 of 269.
 ARGMAX_REWRITE_PRECISIONS = ("fp32",)
@@ -421,6 +429,7 @@ class OpenVINOBackend(Backend):
         if self.precision == "int8":
             calib = calibration_descriptor(calib_source, calib_frames) if calib_source is not None else \
                 f"synthdrive seed=0 frames<={calib_frames}"
+            calib += f" nncf model_type={NNCF_MODEL_TYPE}"
         self.version = openvino_version(ov)
         key = cache_key(file_sha256(source), config, self.precision, self.version, f"{cpu} {','.join(caps)}", calib,
                         exporter_fingerprint() if self.from_checkpoint else "")
@@ -556,7 +565,7 @@ class OpenVINOBackend(Backend):
                 past = [np.array(res[MEMORY_OUTPUT])] + past[:self.config.key_frames - 1]
         log.info("openvino int8: NNCF quantization on %d frames", len(samples))
         return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
-                             target_device=nncf.TargetDevice.CPU)
+                             target_device=nncf.TargetDevice.CPU, model_type=nncf.ModelType[NNCF_MODEL_TYPE])
 
     def create_state(self) -> OvStreamState:
         return OvStreamState(self)

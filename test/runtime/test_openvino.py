@@ -138,7 +138,9 @@ def test_int8_by_nncf_on_image_folder_frames(demo: STTConfig, demo_frames: list[
     backend = create_backend(cfg, cache_dir=tmp_path, calib_source=folder, calib_frames=8)
     assert backend.precision == "int8" and len(builds) == 1
     res = compare_streams(create_backend(demo), backend, demo_frames, reset_at=10, rtol=1.0, atol=2.0)
-    assert res["mask"] >= 0.9, res
+    # NNCF's TRANSFORMER model type: worst frame 99.6 % of the pixels, logits within 1.2 (the CNN type,
+    # which quantizes the attention's additive masks: 97.1 %, 5.9)
+    assert res["mask"] >= 0.99 and res["max_abs"] < 3.0, res
     create_backend(cfg, cache_dir=tmp_path, calib_source=folder, calib_frames=8)
     assert len(builds) == 1  # served from the cache
     cv2.imwrite(str(folder / "000.png"), np.zeros((8, 8, 3), np.uint8))
