@@ -282,10 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n  {'camera':>10} {'middleware':>11} {'tc':>3} {'engine':>14} {'e2e med':>8} {'e2e p90':>8} {'model':>8} "
           f"{'outside':>8} {'share':>6} {'masks/s':>8} {'dropped':>8}")
     for r in results:
+        flooded = args.flood_s > 0  # without a flood phase its two columns have nothing to show
         print(f"  {r['size']:>10} {r['middleware']:>11} {r['tc']:>3} {r['backend'] + ' ' + r['precision']:>14} "
               f"{r['e2e_ms_median']:>8.1f} {r['e2e_ms_p90']:>8.1f} "
               f"{r['inference_ms_median']:>8.1f} {r['outside_ms_median']:>8.1f} {100 * r['outside_share']:>5.1f}% "
-              f"{r['flood_masks_per_s']:>8.2f} {r['flood_dropped_total']:>8d}")
+              + (f"{r['flood_masks_per_s']:>8.2f} {r['flood_dropped_total']:>8d}" if flooded else f"{'-':>8} {'-':>8}"))
     print("  (ms; 'model' = the node's inference latency for the same frames, its resize to the network included; "
           "'outside' = end-to-end minus model: middleware both ways, conversion, hand-offs, publishing; "
           "masks/s and dropped: the flood phase)")
