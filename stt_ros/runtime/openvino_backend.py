@@ -303,8 +303,9 @@ CONVERSION = "decompose_logsumexp+decompose_argmax(fp32)+layout=openvino"
 #: element-wise ops (the attention's additive -inf masks and the residual adds among them), symmetric
 #: activations into activation x activation MatMuls, SmoothQuant, asymmetric activations elsewhere. With
 #: the default (CNN) type the demo model lost 2.26 mIoU / 2.18 TC against fp32 on 30 held-out
-#: SynthDrive sequences; with this one 0.03 / 0.01 (AVX512-BF16 EPYC, OpenVINO 2026.4.1, NNCF 3.4).
-#: At 512x1024 it costs 9 % of int8's STT-BiSe18 step there (160 vs 148 ms; bf16 175).
+#: SynthDrive sequences; with this one 0.04 / 0.02 (AVX512-BF16 EPYC, OpenVINO 2026.4.1, NNCF 3.4).
+#: At 512x1024 it costs 8-11 % of int8's STT-BiSe18 step there (two interleaved A/Bs: 160 vs 148 ms and
+#: 170 vs 153; bf16 175 and 183).
 NNCF_MODEL_TYPE = "TRANSFORMER"
 
 #: Precisions whose graph gets :func:`decompose_argmax`: in bf16 (AMX Xeon, OpenVINO 2026.4) the
