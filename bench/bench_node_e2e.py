@@ -281,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {load_summary()} at the end")
     print(f"\n  {'camera':>10} {'middleware':>11} {'tc':>3} {'engine':>14} {'e2e med':>8} {'e2e p90':>8} {'model':>8} "
           f"{'outside':>8} {'share':>6} {'masks/s':>8} {'dropped':>8}")
+    flooded = args.flood_s > 0  # without a flood phase its two columns have nothing to show
     for r in results:
-        flooded = args.flood_s > 0  # without a flood phase its two columns have nothing to show
         print(f"  {r['size']:>10} {r['middleware']:>11} {r['tc']:>3} {r['backend'] + ' ' + r['precision']:>14} "
               f"{r['e2e_ms_median']:>8.1f} {r['e2e_ms_p90']:>8.1f} "
               f"{r['inference_ms_median']:>8.1f} {r['outside_ms_median']:>8.1f} {100 * r['outside_share']:>5.1f}% "

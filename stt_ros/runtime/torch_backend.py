@@ -184,10 +184,11 @@ class TorchBackend(Backend):
         t0 = time.perf_counter()
         outs: list[BackendOutput] = []
         for i in range(0, len(images), size):
-            if len(images[i:i + size]) == 1:
-                outs.append(self.infer(images[i], states[i], return_logits))
+            batch, batch_states = images[i:i + size], states[i:i + size]
+            if len(batch) == 1:
+                outs.append(self.infer(batch[0], batch_states[0], return_logits))
             else:
-                outs += self._batch(images[i:i + size], states[i:i + size], return_logits)
+                outs += self._batch(batch, batch_states, return_logits)
         ms = (time.perf_counter() - t0) * 1e3
         return [BackendOutput(o.class_map, o.logits, {"network_ms": ms}) for o in outs]
 
